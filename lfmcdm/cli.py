@@ -1,0 +1,76 @@
+"""The ``lfmcdm`` command line: run a stage, or list them."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from lfmcdm.stages import STAGES
+
+StageName = enum.Enum("StageName", {name: name for name in STAGES}, type=str)
+
+_STAGE_LIST = "\n".join(f"  {name:<16} {info.help}" for name, info in STAGES.items())
+app = typer.Typer(
+    help=f"Label-free motion-conditioned diffusion for cardiac ultrasound.\n\nStages, in pipeline order:\n\n\b\n{_STAGE_LIST}",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+err = Console(stderr=True)
+
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors caused by input or configuration: shown as one clear message, no traceback."""
+    from lfmcdm.config import ConfigError
+    from lfmcdm.data.echonet import EchoNetFormatError
+    from lfmcdm.data.validation import ValidationFailed
+
+    return (ConfigError, EchoNetFormatError, ValidationFailed, FileNotFoundError)
+
+
+@app.command("stage")
+def stage(
+    name: StageName = typer.Argument(..., help="Stage to run."),
+    params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
+    root: Path = typer.Option(Path("."), help="Repository root that data/, models/, metrics/ live under."),
+    progress: bool = typer.Option(True, help="Draw progress bars."),
+) -> None:
+    """Run one pipeline stage with the settings in params.yaml."""
+    from lfmcdm.config import load_params
+    from lfmcdm.stages import run_stage
+
+    try:
+        cfg = load_params(params)
+        metrics = run_stage(name.value, cfg, root=root, progress=progress)
+    except _user_errors() as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    for key, value in metrics.items():
+        typer.echo(f"{name.value}.{key} = {value}")
+
+
+@app.command("stages")
+def stages() -> None:
+    """List the stages in pipeline order."""
+    typer.echo(_STAGE_LIST)
+
+
+@app.command("check-params")
+def check_params(params: Path = typer.Option(Path("params.yaml"), help="Parameters file.")) -> None:
+    """Validate params.yaml and print the resolved configuration."""
+    from lfmcdm.config import load_params
+
+    try:
+        cfg = load_params(params)
+    except _user_errors() as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    typer.echo(cfg.model_dump_json(indent=2, exclude={"profiles"}))
+
+
+if __name__ == "__main__":
+    app()

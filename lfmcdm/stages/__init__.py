@@ -1,0 +1,79 @@
+"""The pipeline stages: one implementation each, shared by the CLI, ``dvc.yaml`` and Prefect.
+
+A stage module exposes ``run(ctx) -> dict`` returning its metrics; :func:`run_stage` wraps it in
+an MLflow child run and writes ``metrics/<stage>.json`` atomically (keys that cannot be computed
+on the data at hand are written as ``null``, never omitted).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lfmcdm.atomic import write_json
+from lfmcdm.config import Params
+from lfmcdm.layout import Layout
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    name: str
+    sections: tuple[str, ...]
+    help: str
+
+    @property
+    def module(self) -> str:
+        return f"lfmcdm.stages.{self.name}"
+
+
+#: In pipeline order. ``sections`` are the params.yaml sections a stage reads (logged to MLflow).
+STAGES: dict[str, StageInfo] = {
+    s.name: s
+    for s in [
+        StageInfo("phantom", ("phantom",), "Generate the phantom EchoNet dataset (when no real data is configured)."),
+        StageInfo("ingest", ("data",), "Decode, resample and validate the source videos into clips + videos.parquet."),
+    ]
+}
+
+
+@dataclass
+class StageContext:
+    """What a stage gets: validated params, the data layout, and whether to draw progress bars."""
+
+    params: Params
+    layout: Layout
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.layout.root
+
+
+def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
+    """NaN/inf -> None so the JSON stays valid and 'not computable' reads as null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+
+
+def run_stage(name: str, params: Params, root: str | Path = ".", progress: bool = True) -> dict[str, Any]:
+    """Run one stage by name inside an MLflow child run; write and return its metrics."""
+    from lfmcdm import tracking
+
+    if name not in STAGES:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    info = STAGES[name]
+    ctx = StageContext(params=params, layout=Layout(Path(root)), progress=progress)
+    module = importlib.import_module(info.module)
+    section_params = {s: params.section(s).model_dump(mode="json") for s in info.sections}
+    section_params["seed"] = params.seed
+    with tracking.stage_run(params.tracking, ctx.root, name, section_params):
+        start = time.perf_counter()
+        metrics = _clean(module.run(ctx) or {})
+        tracking.log_metrics({**metrics, f"{name}_wall_s": time.perf_counter() - start})
+    if metrics:
+        write_json(ctx.layout.metrics_file(name), metrics)
+    return metrics
