@@ -12,35 +12,23 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
+
+from lfmcdm.config_base import Range, Section
+from lfmcdm.settings.diffusion import DiffusionConfig, LatentsConfig, VaeConfig
+from lfmcdm.settings.evaluate import EvaluateConfig
+from lfmcdm.settings.mafe import MafeConfig
+from lfmcdm.settings.pseudo import PseudoConfig
+from lfmcdm.settings.synthesis import SynthesisConfig
 
 PARAMS_FILE = "params.yaml"
 
 
 class ConfigError(ValueError):
     """Raised for an unreadable, unknown or out-of-range setting; the message names file, line and key."""
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, objects are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Range(Section):
-    """A closed interval ``[low, high]`` used for random phantom properties."""
-
-    low: float
-    high: float
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "Range":
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
-        return self
 
 
 class SplitFractions(Section):
@@ -87,6 +75,15 @@ class TrackingConfig(Section):
     tracking_uri: str = "sqlite:///mlflow.db"
 
 
+class TrainConfig(Section):
+    """Settings shared by every training stage."""
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    num_workers: int = Field(0, ge=0, description="DataLoader workers")
+    torch_threads: int = Field(0, ge=0, description="0 = leave torch's default")
+
+
 class Params(Section):
     """The whole ``params.yaml``."""
 
@@ -96,6 +93,14 @@ class Params(Section):
     phantom: PhantomConfig = PhantomConfig()
     data: DataConfig = DataConfig()
     tracking: TrackingConfig = TrackingConfig()
+    train: TrainConfig = TrainConfig()
+    pseudo: PseudoConfig = PseudoConfig()
+    mafe: MafeConfig = MafeConfig()
+    vae: VaeConfig = VaeConfig()
+    latents: LatentsConfig = LatentsConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
+    synthesis: SynthesisConfig = SynthesisConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
     def section(self, name: str) -> Any:
         """The config object of one section, by name (stages declare the sections they read)."""

@@ -17,6 +17,8 @@ from typing import Any
 
 from lfmcdm.config import TrackingConfig
 
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls from an offline pipeline
+
 PIPELINE_ENV = "LFMCDM_PIPELINE_ID"
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -109,3 +111,39 @@ def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if numeric:
         mlflow.log_metrics(numeric, step=step)
+
+
+def register_model(name: str, local_dir: str | Path, aliases: tuple[str, ...] = ("latest",)) -> str | None:
+    """Log a saved model folder (safetensors / diffusers) to the active run and register a new version.
+
+    MLflow's ``register_model`` insists on an MLflow-flavoured model; our weights are plain
+    safetensors/diffusers folders (loadable without MLflow), so the version is created from the
+    logged artifact folder directly. Returns the version number, or None with no active run.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    run = mlflow.active_run()
+    if run is None:
+        return None
+    mlflow.log_artifacts(str(local_dir), artifact_path=name)
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+    version = client.create_model_version(name, source=f"{run.info.artifact_uri}/{name}", run_id=run.info.run_id)
+    for alias in aliases:
+        client.set_registered_model_alias(name, alias, version.version)
+    return version.version
+
+
+def resolve_model(name: str, alias: str, cfg: TrackingConfig, root: Path) -> tuple[Path, str]:
+    """Download (or locate) the model folder registered under ``name@alias``; returns (path, version)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri(cfg, root))
+    version = MlflowClient().get_model_version_by_alias(name, alias)
+    return Path(mlflow.artifacts.download_artifacts(version.source)), version.version

@@ -24,6 +24,11 @@ class StageInfo:
     name: str
     sections: tuple[str, ...]
     help: str
+    metrics: str | None = None  # metrics/<metrics>.json (DESIGN.md's metrics contract); None = none
+
+    @property
+    def metrics_name(self) -> str:
+        return self.metrics or self.name
 
     @property
     def module(self) -> str:
@@ -36,6 +41,14 @@ STAGES: dict[str, StageInfo] = {
     for s in [
         StageInfo("phantom", ("phantom",), "Generate the phantom EchoNet dataset (when no real data is configured)."),
         StageInfo("ingest", ("data",), "Decode, resample and validate the source videos into clips + videos.parquet."),
+        StageInfo("pseudo_labels", ("pseudo", "train"), "Label-free ED/ES phase, pseudo optical flow, self-supervised ReID."),
+        StageInfo("train_mafe", ("mafe", "train"), "Train the motion and appearance feature extractor (MAFE).", "mafe"),
+        StageInfo("motion_bank", ("mafe",), "Encode every video's motion vector into data/processed/motion.parquet."),
+        StageInfo("train_vae", ("vae", "train"), "Train the AutoencoderKL on echo frames.", "vae"),
+        StageInfo("cache_latents", ("vae", "latents"), "Encode every clip once into cached VAE latents."),
+        StageInfo("train_diffusion", ("diffusion", "train"), "Train the motion-conditioned video diffusion UNet.", "diffusion"),
+        StageInfo("synthesize", ("synthesis",), "Sample a synthetic cohort: videos, FileList.csv, manifest.parquet.", "synthesis"),
+        StageInfo("evaluate", ("evaluate",), "Evaluate the cohort and write the HTML report.", "eval"),
     ]
 }
 
@@ -75,5 +88,5 @@ def run_stage(name: str, params: Params, root: str | Path = ".", progress: bool 
         metrics = _clean(module.run(ctx) or {})
         tracking.log_metrics({**metrics, f"{name}_wall_s": time.perf_counter() - start})
     if metrics:
-        write_json(ctx.layout.metrics_file(name), metrics)
+        write_json(ctx.layout.metrics_file(info.metrics_name), metrics)
     return metrics

@@ -1,0 +1,1 @@
+"""Config sections of the model stages, one module each (composed into ``Params`` in lfmcdm/config.py)."""

@@ -1,0 +1,66 @@
+"""Resumable training checkpoints: weights as safetensors, optimiser state via ``weights_only`` loads.
+
+Layout of one checkpoint folder (written atomically, so a kill mid-save leaves the previous one)::
+
+    <dir>/model.safetensors          (one file per named module: <name>.safetensors)
+    <dir>/optimizer.pt               optimiser + scheduler state dicts (tensors and numbers only)
+    <dir>/state.json                 step, epoch, best metric, anything JSON-able
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from lfmcdm.atomic import atomic_dir
+
+STATE_FILE = "state.json"
+
+
+def save_checkpoint(
+    directory: str | Path,
+    modules: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    state: dict[str, Any] | None = None,
+) -> None:
+    """Save modules, optimiser/scheduler and a JSON state dict into ``directory`` atomically."""
+    with atomic_dir(directory) as tmp:
+        for name, module in modules.items():
+            tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+            save_file(tensors, str(tmp / f"{name}.safetensors"))
+        extra = {}
+        if optimizer is not None:
+            extra["optimizer"] = optimizer.state_dict()
+        if scheduler is not None:
+            extra["scheduler"] = scheduler.state_dict()
+        if extra:
+            torch.save(extra, tmp / "optimizer.pt")
+        (tmp / STATE_FILE).write_text(json.dumps(state or {}, indent=2))
+
+
+def load_checkpoint(
+    directory: str | Path,
+    modules: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any] | None:
+    """Restore a checkpoint written by :func:`save_checkpoint`; returns its state, or None if absent."""
+    directory = Path(directory)
+    if not (directory / STATE_FILE).exists():
+        return None
+    for name, module in modules.items():
+        module.load_state_dict(load_file(str(directory / f"{name}.safetensors"), device=str(map_location)))
+    extra_path = directory / "optimizer.pt"
+    if extra_path.exists() and (optimizer is not None or scheduler is not None):
+        extra = torch.load(extra_path, map_location=map_location, weights_only=True)
+        if optimizer is not None and "optimizer" in extra:
+            optimizer.load_state_dict(extra["optimizer"])
+        if scheduler is not None and "scheduler" in extra:
+            scheduler.load_state_dict(extra["scheduler"])
+    return json.loads((directory / STATE_FILE).read_text())
