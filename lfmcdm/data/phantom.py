@@ -88,13 +88,15 @@ def phase_frames(spec: PhantomSpec) -> tuple[list[int], list[int]]:
     """True ED and ES frame indices (every cycle inside the video)."""
     period = 60.0 / spec.hr_bpm
     duration = (spec.n_frames - 1) / spec.fps
+    s = scale_curve(spec)
     ed, es = [], []
     for k in range(-1, int(duration / period) + 3):
-        for offset, out in ((0.0, ed), (SYSTOLE_FRACTION, es)):
-            t = (k + offset - spec.phase0) * period
-            frame = int(round(t * spec.fps))
-            if 0 <= frame < spec.n_frames:
-                out.append(frame)
+        for offset, out, pick in ((0.0, ed, np.argmax), (SYSTOLE_FRACTION, es, np.argmin)):
+            t = (k + offset - spec.phase0) * period * spec.fps
+            # the extreme lies between two frames: truth is whichever of them is more extreme
+            candidates = [f for f in (int(np.floor(t)), int(np.ceil(t))) if 0 <= f < spec.n_frames]
+            if candidates:
+                out.append(candidates[int(pick(s[candidates]))])
     return sorted(set(ed)), sorted(set(es))
 
 

@@ -1,0 +1,62 @@
+"""params.yaml parsing: unknown keys and bad values fail with the key path and line."""
+
+import pytest
+
+from lfmcdm.config import ConfigError, load_params
+
+from .conftest import REPO
+
+
+def test_repo_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.phantom.size == 112
+    assert params.data.target_fps > 0
+
+
+def test_unknown_key_names_path_and_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 1\nphantom:\n  n_videos: 4\n  n_vidoes: 5\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    message = str(err.value)
+    assert "phantom.n_vidoes" in message
+    assert f"{path}:4" in message
+
+
+def test_bad_value_names_path_line_and_value(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  target_fps: -3\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    assert "data.target_fps" in str(err.value)
+    assert ":2" in str(err.value)
+    assert "-3" in str(err.value)
+
+
+def test_range_must_be_ordered(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("phantom:\n  ef_percent: {low: 80, high: 10}\n")
+    with pytest.raises(ConfigError, match="phantom.ef_percent"):
+        load_params(path)
+
+
+def test_profile_overrides_base(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: big\nphantom: {n_videos: 4}\nprofiles:\n  big:\n    phantom: {n_videos: 99}\n")
+    params = load_params(path)
+    assert params.phantom.n_videos == 99
+    assert params.phantom.fps == 50.0  # untouched keys keep their base value
+
+
+def test_unknown_profile_is_an_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: nope\nprofiles: {big: {}}\n")
+    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+        load_params(path)
+
+
+def test_profile_with_unknown_key_is_an_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: big\nprofiles:\n  big:\n    phantom: {n_vids: 3}\n")
+    with pytest.raises(ConfigError, match="phantom.n_vids"):
+        load_params(path)

@@ -1,0 +1,102 @@
+"""The phantom EchoNet folder, read back with plain csv and PyAV as a stranger would."""
+
+import csv
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+
+from lfmcdm.data import phantom
+from lfmcdm.data.echonet import FILELIST_COLUMNS, TRACING_COLUMNS
+
+from .conftest import tiny_params
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_layout_matches_echonet(phantom_dir):
+    rows = _rows(phantom_dir / "FileList.csv")
+    with open(phantom_dir / "FileList.csv") as f:
+        assert f.readline().strip().split(",") == FILELIST_COLUMNS
+    assert len(rows) == 8
+    assert {r["Split"] for r in rows} == {"TRAIN", "VAL", "TEST"}
+    for row in rows:
+        path = phantom_dir / "Videos" / f"{row['FileName']}.avi"
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name == "mjpeg"
+            assert float(stream.average_rate) == float(row["FPS"]) == 50.0
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        assert len(frames) == int(row["NumberOfFrames"])
+        assert frames[0].shape == (int(row["FrameHeight"]), int(row["FrameWidth"]), 3) == (112, 112, 3)
+        # grayscale stored as 3 channels, as EchoNet does
+        assert np.abs(frames[0].astype(int)[..., 0] - frames[0][..., 2]).mean() < 3
+        ef, esv, edv = float(row["EF"]), float(row["ESV"]), float(row["EDV"])
+        assert 15 <= ef <= 80 and 0 < esv < edv
+        assert abs(ef - 100 * (1 - esv / edv)) < 0.01
+
+
+def test_tracings_have_axis_and_20_chords_at_two_frames(phantom_dir):
+    rows = _rows(phantom_dir / "VolumeTracings.csv")
+    with open(phantom_dir / "VolumeTracings.csv") as f:
+        assert f.readline().strip().split(",") == TRACING_COLUMNS
+    by_file = {}
+    for row in rows:
+        by_file.setdefault(row["FileName"], []).append(int(row["Frame"]))
+    assert len(by_file) == 8
+    for name, frames in by_file.items():
+        assert name.endswith(".avi")  # EchoNet's VolumeTracings names include the extension
+        assert len(set(frames)) == 2 and all(frames.count(f) == 21 for f in set(frames))
+
+
+def test_truth_cavity_area_follows_phase(phantom_dir):
+    truth = phantom.load_truth(phantom_dir)
+    assert len(truth) == 8
+    for row in truth.values():
+        area = np.array(row["cavity_area"])
+        spec = phantom.spec_from_truth(row)
+        scale = phantom.scale_curve(spec)
+        for ed in row["ed_frames"]:
+            later_es = [es for es in row["es_frames"] if es > ed]
+            if later_es:
+                es = later_es[0]
+                assert area[ed] > area[es]  # ED is the largest cavity, ES the smallest
+                assert scale[ed] == scale[max(0, ed - 2): ed + 3].max()
+                assert scale[es] == scale[max(0, es - 2): es + 3].min()
+                assert area[es] <= 1.01 * area[max(0, es - 2): es + 3].min()
+        # the measured area ratio matches the configured ejection fraction (V ~ A^1.5)
+        ratio = area.min() / area.max()
+        assert abs(ratio ** 1.5 - spec.s_min ** 3) < 0.08
+
+
+def test_generation_is_deterministic(tmp_path):
+    cfg = tiny_params(phantom={"n_videos": 2, "n_frames": {"low": 20, "high": 20}}).phantom
+    a = phantom.write_dataset(cfg, tmp_path / "a", seed=7, progress=False)
+    b = phantom.write_dataset(cfg, tmp_path / "b", seed=7, progress=False)
+    assert a == b
+    assert (tmp_path / "a/FileList.csv").read_bytes() == (tmp_path / "b/FileList.csv").read_bytes()
+    name = a[0].name
+    assert (tmp_path / f"a/Videos/{name}.avi").read_bytes() == (tmp_path / f"b/Videos/{name}.avi").read_bytes()
+    c = phantom.write_dataset(cfg, tmp_path / "c", seed=8, progress=False)
+    assert c[0].name != name
+
+
+def test_true_flow_is_consistent_with_rendering():
+    """Warping frame b back by the true flow reproduces frame a inside the flow's mask."""
+    import cv2
+
+    cfg = tiny_params().phantom
+    spec = phantom.sample_specs(cfg, seed=3)[0]
+    frames = phantom.render(spec).astype(np.float32)
+    ed, es = phantom.traced_frames(spec)
+    flow, mask = phantom.true_flow(spec, ed, es)
+    yy, xx = np.mgrid[0:112, 0:112].astype(np.float32)
+    warped = cv2.remap(frames[es], xx + flow[..., 0], yy + flow[..., 1], cv2.INTER_LINEAR)
+    good = np.abs(warped - frames[ed])[mask].mean()
+    wrong_sign = cv2.remap(frames[es], xx - flow[..., 0], yy - flow[..., 1], cv2.INTER_LINEAR)
+    bad = np.abs(wrong_sign - frames[ed])[mask].mean()
+    assert mask.sum() > 1000
+    assert good < 0.6 * bad
