@@ -113,7 +113,7 @@ def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
         mlflow.log_metrics(numeric, step=step)
 
 
-def register_model(name: str, local_dir: str | Path, aliases: tuple[str, ...] = ("latest",)) -> str | None:
+def register_model(name: str, local_dir: str | Path, aliases: tuple[str, ...] = ("champion",)) -> str | None:
     """Log a saved model folder (safetensors / diffusers) to the active run and register a new version.
 
     MLflow's ``register_model`` insists on an MLflow-flavoured model; our weights are plain

@@ -13,6 +13,8 @@ import numpy as np
 
 from lfmcdm.atomic import save_npy
 from lfmcdm.data.video_io import VideoDecodeError, read_gray, resample_indices
+from lfmcdm.pseudo.phase import estimate_phase
+from lfmcdm.settings.pseudo import PhaseConfig
 
 TRUNCATED_SHARE = 0.9  # fewer decoded frames than this share of NumberOfFrames = truncated file
 
@@ -29,6 +31,7 @@ class ClipJob:
     target_fps: float
     frame_size: int
     min_frames: int
+    phase: PhaseConfig = PhaseConfig()  # label-free ED/ES knobs (params pseudo.phase)
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class ClipResult:
     reason: str | None = None  # None = kept
     n_frames: int = 0
     sha256: str = ""
+    ed_frame: int | None = None  # label-free phase, clip indices (None when flagged)
+    es_frame: int | None = None
+    phase_status: str = "ok"  # 'ok' or why no phase could be estimated (the clip is still kept)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -68,9 +74,15 @@ def load_clip(job: ClipJob) -> tuple[np.ndarray | None, str | None]:
 
 
 def ingest_one(job: ClipJob) -> ClipResult:
-    """Worker entry point: write the clip atomically and report its frame count and checksum."""
+    """Worker entry point: write the clip atomically; report frame count, checksum and label-free phase.
+
+    The phase is estimated here, where the clip is already in memory, instead of re-reading every
+    clip in a later stage.
+    """
     clip, reason = load_clip(job)
     if clip is None:
         return ClipResult(job.file_name, reason=reason)
     save_npy(job.clip_path, clip)
-    return ClipResult(job.file_name, n_frames=len(clip), sha256=sha256_file(job.video_path))
+    phase = estimate_phase(clip, job.target_fps, job.phase)
+    return ClipResult(job.file_name, n_frames=len(clip), sha256=sha256_file(job.video_path),
+                      ed_frame=phase.ed, es_frame=phase.es, phase_status=phase.status)

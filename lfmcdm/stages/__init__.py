@@ -40,7 +40,7 @@ STAGES: dict[str, StageInfo] = {
     s.name: s
     for s in [
         StageInfo("phantom", ("phantom",), "Generate the phantom EchoNet dataset (when no real data is configured)."),
-        StageInfo("ingest", ("data",), "Decode, resample and validate the source videos into clips + videos.parquet."),
+        StageInfo("ingest", ("data", "pseudo"), "Decode, resample and validate the source videos into clips + videos.parquet."),
         StageInfo("pseudo_labels", ("pseudo", "train"), "Label-free ED/ES phase, pseudo optical flow, self-supervised ReID."),
         StageInfo("train_mafe", ("mafe", "train"), "Train the motion and appearance feature extractor (MAFE).", "mafe"),
         StageInfo("motion_bank", ("mafe",), "Encode every video's motion vector into data/processed/motion.parquet."),
@@ -72,14 +72,17 @@ def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
 
 
-def run_stage(name: str, params: Params, root: str | Path = ".", progress: bool = True) -> dict[str, Any]:
-    """Run one stage by name inside an MLflow child run; write and return its metrics."""
+def run_stage(name: str, params: Params, root: str | Path = ".", progress: bool = True, **extra: Any) -> dict[str, Any]:
+    """Run one stage by name inside an MLflow child run; write and return its metrics.
+
+    ``extra`` reaches the stage as ``ctx.extra`` (e.g. the Prefect cohort flow's shard mapper).
+    """
     from lfmcdm import tracking
 
     if name not in STAGES:
         raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     info = STAGES[name]
-    ctx = StageContext(params=params, layout=Layout(Path(root)), progress=progress)
+    ctx = StageContext(params=params, layout=Layout(Path(root)), progress=progress, extra=extra)
     module = importlib.import_module(info.module)
     section_params = {s: params.section(s).model_dump(mode="json") for s in info.sections}
     section_params["seed"] = params.seed

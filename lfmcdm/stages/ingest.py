@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from lfmcdm.atomic import write_parquet
 from lfmcdm.data import echonet, validation
-from lfmcdm.data.clips import ClipJob, ingest_one
+from lfmcdm.data.clips import ClipJob, ClipResult, ingest_one
 from lfmcdm.parallel import pmap
 
 log = logging.getLogger(__name__)
@@ -57,14 +57,15 @@ def screen_rows(raw, tracings, filelist_path: Path, tracings_path: Path) -> tupl
     return good, rejected
 
 
-def _record(row: echonet.FileRow, n_frames: int, sha: str, fps: float, size: int, traced) -> dict:
+def _record(row: echonet.FileRow, result: ClipResult, fps: float, size: int, traced) -> dict:
+    """One videos.parquet row; a clip whose phase is flagged keeps its row with the flag as status."""
     to_clip = (lambda f: int(round(f * fps / row.fps))) if traced else None
     return {
-        "file_name": row.file_name, "split": row.split, "source_fps": row.fps, "fps": fps, "n_frames": n_frames,
+        "file_name": row.file_name, "split": row.split, "source_fps": row.fps, "fps": fps, "n_frames": result.n_frames,
         "height": size, "width": size, "ef": row.ef, "esv": row.esv, "edv": row.edv,
-        "ed_frame": None, "es_frame": None,
+        "ed_frame": result.ed_frame, "es_frame": result.es_frame,
         "traced_ed": to_clip(traced[0]) if traced else None, "traced_es": to_clip(traced[1]) if traced else None,
-        "sha256": sha, "status": "ok",
+        "sha256": result.sha256, "status": result.phase_status,
     }
 
 
@@ -86,7 +87,7 @@ def run(ctx) -> dict:
     traced = echonet.traced_phase(tracings) if tracings is not None else {}
     jobs = [
         ClipJob(r.file_name, str(src / "Videos" / f"{r.file_name}.avi"), str(ctx.layout.clip(r.file_name)),
-                r.fps, r.n_frames, cfg.target_fps, cfg.frame_size, cfg.min_frames)
+                r.fps, r.n_frames, cfg.target_fps, cfg.frame_size, cfg.min_frames, ctx.params.pseudo.phase)
         for r in rows
     ]
     ctx.layout.clips.mkdir(parents=True, exist_ok=True)
@@ -96,8 +97,7 @@ def run(ctx) -> dict:
         if result.reason:
             rejected.append({"file_name": row.file_name, "reason": result.reason, "source": f"{filelist_path}:{row.line}"})
         else:
-            records.append(_record(row, result.n_frames, result.sha256, cfg.target_fps, cfg.frame_size,
-                                   traced.get(row.file_name)))
+            records.append(_record(row, result, cfg.target_fps, cfg.frame_size, traced.get(row.file_name)))
     elapsed = time.perf_counter() - start
 
     table = pa.Table.from_pylist(records, schema=VIDEOS_SCHEMA)

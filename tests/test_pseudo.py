@@ -1,0 +1,261 @@
+"""Pseudo labels: label-free phase, pseudo flow, self-supervised ReID, and the stage end to end.
+
+Everything runs on tiny phantoms whose truth (cavity area per frame, ED/ES frames, exact flow)
+is known, so each test can tell a right answer from a plausible-looking wrong one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from lfmcdm.config import PhantomConfig, load_params
+from lfmcdm.data import phantom
+from lfmcdm.data.video_io import write_gray
+from lfmcdm.pseudo.flow import compute_flow, end_point_error, flow_pairs, video_flows, warp_backward
+from lfmcdm.pseudo.phase import estimate_phase
+from lfmcdm.pseudo.reid import augment, build_encoder, embed_frames, load_reid, reid_top1, train_reid
+from lfmcdm.settings.pseudo import FlowConfig, ReidConfig
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+METRIC_KEYS = {"phase_ed_within2_share", "phase_es_within2_share", "phase_ed_median_error", "phase_es_median_error",
+               "flow_epe", "flow_epe_zero_baseline", "reid_top1"}
+
+
+def _specs(n: int, seed: int, frames: int = 80, size: int = 112) -> list[phantom.PhantomSpec]:
+    cfg = PhantomConfig(n_videos=n, n_frames={"low": frames, "high": frames}, size=size)
+    return phantom.sample_specs(cfg, seed)
+
+
+def _nearest(estimate: int, frames: list[int]) -> int:
+    return min(abs(estimate - f) for f in frames)
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[tuple[phantom.PhantomSpec, np.ndarray]]:
+    return [(s, phantom.render(s)) for s in _specs(10, seed=11)]
+
+
+# --- phase -------------------------------------------------------------------------------------
+
+
+def test_phase_finds_ed_and_es_of_known_phantoms(rendered):
+    ed_hits = es_hits = 0
+    for spec, clip in rendered:
+        est = estimate_phase(clip, spec.fps)
+        assert est.ok, est.status
+        assert est.es - est.ed >= 2
+        ed_true, es_true = phantom.phase_frames(spec)
+        ed_hits += _nearest(est.ed, ed_true) <= 2
+        es_hits += _nearest(est.es, es_true) <= 2
+    assert ed_hits >= 9 and es_hits >= 9, (ed_hits, es_hits)
+
+
+def test_phase_is_not_swapped(rendered):
+    """ED must be the *larger* cavity: a sign error in the signal would pick ES as ED and fail here."""
+    for spec, clip in rendered:
+        est = estimate_phase(clip, spec.fps)
+        area = phantom.cavity_masks(spec).sum(axis=(1, 2))
+        swing = area.max() - area.min()
+        assert area[est.ed] - area[est.es] > 0.5 * swing, (spec.name, est)
+
+
+def test_phase_period_matches_heart_rate(rendered):
+    for spec, clip in rendered:
+        est = estimate_phase(clip, spec.fps)
+        true_period = 60.0 * spec.fps / spec.hr_bpm
+        if est.period_frames is not None:
+            assert abs(est.period_frames - true_period) < 0.1 * true_period
+
+
+def test_unusable_clips_are_flagged_not_crashing(rendered):
+    spec, clip = rendered[0]
+    rng = np.random.default_rng(0)
+    static = np.repeat(clip[:1], len(clip), axis=0)
+    noisy_static = np.where(clip[0] > 0, np.clip(static + rng.normal(0, 10, static.shape), 0, 255), 0).astype(np.uint8)
+    cases = {
+        "blank": np.zeros_like(clip),
+        "grey": np.full_like(clip, 128),
+        "static": static,
+        "static+noise": noisy_static,
+        "short": clip[:6],
+        "empty": clip[:0],
+    }
+    for name, bad in cases.items():
+        est = estimate_phase(bad, spec.fps)
+        assert not est.ok and est.ed is None and est.es is None, name
+        assert est.status and est.status != "ok", name
+    assert "blank" in estimate_phase(cases["blank"], 50).status
+    assert "motion" in estimate_phase(cases["static+noise"], 50).status
+    assert "short" in estimate_phase(cases["short"], 50).status
+
+
+# --- flow --------------------------------------------------------------------------------------
+
+
+def test_flow_direction_and_contract_order(rendered):
+    """Each of the four flows must match the exact phantom flow of *its* pair; a wrong sign or order fails."""
+    spec, clip = rendered[1]
+    ed_true, es_true = phantom.phase_frames(spec)
+    ed = ed_true[0]
+    es = next(e for e in es_true if e > ed)
+    flows = video_flows(clip, ed, es)
+    assert flows.shape == (4, spec.size, spec.size, 2) and flows.dtype == np.float16
+    mid = (ed + es) // 2
+    contract = [(ed, es), (es, ed), (mid, ed), (mid, es)]  # DESIGN.md, spelled out here on purpose
+    assert flow_pairs(ed, es) == contract
+    for k, (a, b) in enumerate(contract):
+        true, mask = phantom.true_flow(spec, a, b)
+        zero = end_point_error(np.zeros_like(true), true, mask)
+        if zero < 1.0:
+            continue  # MID is too close to its target to tell directions apart
+        assert end_point_error(flows[k], true, mask) < 0.5 * zero, k
+        assert end_point_error(-flows[k].astype(np.float32), true, mask) > zero, k
+
+
+def _blur(x: np.ndarray) -> np.ndarray:
+    """Compare structure, not speckle noise."""
+    return cv2.GaussianBlur(x, (0, 0), 2.0)
+
+
+def test_flow_warp_reconstructs_source_frame(rendered):
+    spec, clip = rendered[2]
+    est = estimate_phase(clip, spec.fps)
+    for method in ("dis", "farneback"):
+        flow = compute_flow(clip[est.ed], clip[est.es], FlowConfig(method=method))
+        _, mask = phantom.true_flow(spec, est.ed, est.es)
+        a, b = clip[est.ed].astype(np.float32), clip[est.es].astype(np.float32)
+        err_warped = np.abs(_blur(warp_backward(b, flow)) - _blur(a))[mask].mean()
+        err_flipped = np.abs(_blur(warp_backward(b, -flow)) - _blur(a))[mask].mean()
+        err_identity = np.abs(_blur(b) - _blur(a))[mask].mean()
+        assert err_warped < 0.8 * err_identity and err_warped < err_flipped, (method, err_warped, err_identity)
+
+
+# --- reid --------------------------------------------------------------------------------------
+
+TINY_REID = ReidConfig(steps=150, batch_videos=8, input_size=32, channels=(8, 16, 32), embed_dim=32, lr=3e-3,
+                       eval_exclude_frames=3, eval_queries_per_video=8, checkpoint_every=50)
+
+
+def _margin(model, clips) -> float:
+    """Mean cosine similarity within a video minus across videos (0 = identities not separated)."""
+    embs = [embed_frames(model, c) for c in clips]
+    owner = np.concatenate([np.full(len(e), i) for i, e in enumerate(embs)])
+    sims = np.concatenate(embs) @ np.concatenate(embs).T
+    return float(sims[owner[:, None] == owner[None, :]].mean() - sims[owner[:, None] != owner[None, :]].mean())
+
+
+def _hard_top1(model, clips, cfg: ReidConfig) -> float:
+    """Queries disturbed by strong acquisition changes (gain, gamma, noise, shift) vs clean galleries."""
+    strong = cfg.model_copy(update={"gain_jitter": 0.5, "gamma_jitter": 0.5, "noise_std": 10.0, "shift_px": 4})
+    rng = np.random.default_rng(5)
+    gallery = [embed_frames(model, c) for c in clips]
+    owner = np.concatenate([np.full(len(e), i) for i, e in enumerate(gallery)])
+    stacked = np.concatenate(gallery)
+    hits = total = 0
+    for i, c in enumerate(clips):
+        q = embed_frames(model, augment(c, rng, strong).astype(np.uint8))
+        hits += int((owner[np.argmax(q @ stacked.T, axis=1)] == i).sum())
+        total += len(q)
+    return hits / total
+
+
+@pytest.fixture(scope="module")
+def reid_clips() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    clips = [phantom.render(s) for s in _specs(14, seed=3, frames=24, size=64)]
+    return clips[:8], clips[8:]
+
+
+def test_reid_training_beats_untrained_encoder(reid_clips, tmp_path):
+    torch.set_num_threads(1)
+    train, held_out = reid_clips
+    untrained = build_encoder(TINY_REID, seed=0).eval()
+    trained, info = train_reid(train, TINY_REID, seed=0, checkpoint_dir=tmp_path / "ckpt", progress=False)
+    assert info["final_loss"] < 0.7 * np.log(2 * TINY_REID.batch_videos - 1)  # well below chance-level NT-Xent
+    assert _margin(trained, held_out) > _margin(untrained, held_out) + 0.3
+    chance = 1 / len(held_out)
+    assert _hard_top1(trained, held_out, TINY_REID) > max(2 * chance, _hard_top1(untrained, held_out, TINY_REID) + 0.2)
+    # embeddings are unit vectors, one per frame
+    emb = embed_frames(trained, held_out[0])
+    assert emb.shape == (len(held_out[0]), TINY_REID.embed_dim)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+    # a run killed mid-way and resumed from its checkpoint ends with the very same weights
+    class Killed(Exception):
+        pass
+
+    def kill_at_100(_metrics, step):
+        if step == 100:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_reid(train, TINY_REID, seed=0, checkpoint_dir=tmp_path / "resume", progress=False, log=kill_at_100)
+    resumed, info = train_reid(train, TINY_REID, seed=0, checkpoint_dir=tmp_path / "resume", progress=False)
+    assert info["resumed_from"] == 100
+    for (k, v), w in zip(trained.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+def test_reid_top1_excludes_neighbouring_frames():
+    rng = np.random.default_rng(0)
+    # each video: one random direction for frames 0..4, another for frames 5..9 -> only near frames look alike
+    videos = []
+    for _ in range(3):
+        a, b = rng.normal(size=(2, 16))
+        e = np.stack([a] * 5 + [b] * 5)
+        videos.append(e / np.linalg.norm(e, axis=1, keepdims=True))
+    assert reid_top1(videos, exclude=0, queries_per_video=10) == 1.0
+    assert reid_top1(videos, exclude=4, queries_per_video=10) < 0.5
+
+
+# --- the stage ---------------------------------------------------------------------------------
+
+
+def test_stage_end_to_end_on_tiny_phantom(tmp_path, monkeypatch):
+    from lfmcdm.stages import run_stage
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("LFMCDM_PIPELINE_ID", "test-pseudo")
+    params = load_params(PARAMS, overrides={
+        "phantom": {"n_videos": 8, "n_frames": {"low": 48, "high": 64}},
+        "data": {"workers": 1},
+        "pseudo": {"flow": {"workers": 1}, "reid": {**TINY_REID.model_dump(mode="json"), "steps": 20}},
+    })
+    run_stage("phantom", params, tmp_path, progress=False)
+    src = tmp_path / params.phantom.out_dir
+    names = sorted(p.stem for p in (src / "Videos").glob("*.avi"))
+    clip = phantom.render(phantom.spec_from_truth(phantom.load_truth(src)[names[0]]))
+    write_gray(src / "Videos" / f"{names[0]}.avi", np.repeat(clip[:1], len(clip), axis=0), 50.0)  # a still video
+    write_gray(src / "Videos" / f"{names[1]}.avi", np.zeros_like(clip), 50.0)  # a black video
+    run_stage("ingest", params, tmp_path, progress=False)
+
+    videos = {r["file_name"]: r for r in pq.read_table(tmp_path / "data/interim/videos.parquet").to_pylist()}
+    assert len(videos) == 8  # flagged clips keep their row...
+    assert "motion" in videos[names[0]]["status"] and "blank" in videos[names[1]]["status"]
+    assert (tmp_path / "data/interim/clips" / f"{names[0]}.npy").exists()  # ...and their clip
+    ok = [r for r in videos.values() if r["status"] == "ok"]
+    assert len(ok) == 6 and all(0 <= r["ed_frame"] < r["es_frame"] - 1 < r["n_frames"] for r in ok)
+
+    metrics = run_stage("pseudo_labels", params, tmp_path, progress=False)
+    assert set(metrics) == METRIC_KEYS
+    assert set(json.loads((tmp_path / "metrics/pseudo_labels.json").read_text())) == METRIC_KEYS
+    assert metrics["phase_ed_within2_share"] <= 6 / 8  # the two flagged videos count as misses
+    assert metrics["flow_epe"] < 0.6 * metrics["flow_epe_zero_baseline"]
+    for name, row in videos.items():
+        flow_file, reid_file = (tmp_path / f"data/interim/{d}/{name}.npy" for d in ("flow", "reid"))
+        assert flow_file.exists() == reid_file.exists() == (row["status"] == "ok"), name
+        if row["status"] == "ok":
+            flow, emb = np.load(flow_file), np.load(reid_file)
+            assert flow.shape == (4, 112, 112, 2) and flow.dtype == np.float16
+            assert emb.shape == (row["n_frames"], TINY_REID.embed_dim) and emb.dtype == np.float16
+    model = load_reid(tmp_path / "models/reid")
+    some = next(r for r in ok)
+    saved = np.load(tmp_path / f"data/interim/reid/{some['file_name']}.npy").astype(np.float32)
+    fresh = embed_frames(model, np.load(tmp_path / f"data/interim/clips/{some['file_name']}.npy"))
+    np.testing.assert_allclose(saved, fresh, atol=2e-3)
