@@ -32,6 +32,62 @@ def tiny_params(**overrides) -> Params:
     return parse_params(raw, source="<test params>")
 
 
+#: The whole pipeline at toy scale: every stage runs for real, just briefly (seconds each on 2 cores).
+PIPELINE = {
+    "phantom": {"n_videos": 10, "n_frames": {"low": 40, "high": 48}, "heart_rate_bpm": {"low": 80, "high": 120}},
+    "data": {"workers": 1, "min_frames": 16},
+    "pseudo": {"reid": {"steps": 30, "batch_videos": 8}},
+    "mafe": {"epochs": 2, "batch_size": 4, "probe_folds": 3},
+    "vae": {"steps": 20, "val_frames": 32, "scale_frames": 64, "log_every": 5},
+    "diffusion": {"steps": 6, "batch_size": 2, "log_every": 2, "val_videos": 2,
+                  "motion_eval": {"videos": 1, "steps": 3}},
+    "synthesis": {"n_videos": 4, "steps": 3, "shard_size": 2, "batch_size": 2},
+    "evaluate": {"ef": {"steps": 10, "min_test_videos": 2}},
+}
+
+
+def make_project(root: Path, overrides: dict | None = None) -> Path:
+    """A throwaway project: links to the package code, the repo's dvc.yaml, params.yaml + ``overrides``."""
+    import yaml
+
+    from lfmcdm.config import _deep_merge
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("lfmcdm", "flows"):
+        (root / name).symlink_to(REPO / name)
+    (root / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
+    params = _deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides or PIPELINE, "test")
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
+def subprocess_env() -> dict[str, str]:
+    """The test's environment for child processes: this venv first on PATH, no outside tracking server."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LFMCDM_PIPELINE_ID")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def run_ok(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
+    import subprocess
+
+    proc = subprocess.run(cmd, cwd=cwd, env=env or subprocess_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def dvc_project(tmp_path_factory) -> Path:
+    """The whole pipeline reproduced once by real `dvc repro` (shared by the e2e and synthesis tests)."""
+    root = make_project(tmp_path_factory.mktemp("dvc") / "project")
+    run_ok(["dvc", "init", "--no-scm", "-q"], root)
+    run_ok(["dvc", "config", "core.analytics", "false"], root)
+    run_ok(["dvc", "repro"], root)
+    return root
+
+
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory) -> Path:
     """A tiny phantom EchoNet folder, generated once per test session (read-only for tests)."""

@@ -1,103 +1,109 @@
 """End to end with the real tools: DVC reproduces the pipeline, MLflow (sqlite) records it, Prefect runs it.
 
-No mocks: a temporary project holds dvc.yaml, a tiny params.yaml and links to the package code.
+No mocks: a temporary project holds dvc.yaml, a toy-scale params.yaml and links to the package code.
 """
 
 from __future__ import annotations
 
+import csv
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
+import av
+import pandas as pd
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from lfmcdm.config import _deep_merge
-
-from .conftest import REPO, TINY
+from .conftest import PIPELINE, REPO, make_project, run_ok, subprocess_env
 
 pytestmark = pytest.mark.e2e
 
-E2E_OVERRIDES = TINY
-
-
-def _project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in ("lfmcdm", "flows"):
-        (root / name).symlink_to(REPO / name)
-    (root / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
-    params = _deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), E2E_OVERRIDES, "e2e")
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return root
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "LFMCDM_PIPELINE_ID")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return env
-
-
-def _run(cmd: list[str], cwd: Path) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc.stdout + proc.stderr
+METRIC_KEYS = {
+    "ingest": {"videos_kept", "videos_rejected", "videos_per_s"},
+    "pseudo_labels": {"phase_ed_within2_share", "phase_es_within2_share", "flow_epe", "flow_epe_zero_baseline", "reid_top1"},
+    "mafe": {"val_psnr", "val_psnr_average_baseline", "val_ssim", "ef_probe_r2_motion", "ef_probe_r2_appearance"},
+    "vae": {"val_psnr", "val_ssim"},
+    "diffusion": {"train_loss", "motion_area_r"},
+    "synthesis": {"videos", "privacy_pass_share", "videos_per_s"},
+}
 
 
 def _stage_names() -> list[str]:
     return list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
 
 
-def _mlflow_runs(root: Path):
+def _mlflow_runs(root):
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     return mlflow.search_runs(search_all_experiments=True, output_format="list")
 
 
-def test_dvc_repro_end_to_end(tmp_path):
-    root = _project(tmp_path)
-    _run(["dvc", "init", "--no-scm", "-q"], root)
-    _run(["dvc", "config", "core.analytics", "false"], root)
-    _run(["dvc", "repro"], root)
-
+def test_dvc_pipeline_outputs(dvc_project):
+    root = dvc_project
     videos = pq.read_table(root / "data/interim/videos.parquet").to_pylist()
-    assert len(videos) == E2E_OVERRIDES["phantom"]["n_videos"]
-    ingest_metrics = json.loads((root / "metrics/ingest.json").read_text())
-    assert ingest_metrics["videos_kept"] == len(videos) and ingest_metrics["videos_rejected"] == 0
+    assert len(videos) == PIPELINE["phantom"]["n_videos"]
+    for name, keys in METRIC_KEYS.items():
+        metrics = json.loads((root / f"metrics/{name}.json").read_text())
+        assert keys <= set(metrics), f"metrics/{name}.json lacks {keys - set(metrics)}"
+    assert json.loads((root / "metrics/ingest.json").read_text())["videos_kept"] == len(videos)
+    assert (root / "metrics/eval.json").exists()
 
-    # nothing left to do, and a second repro re-runs nothing
-    assert "Data and pipelines are up to date" in _run(["dvc", "status"], root)
-    again = _run(["dvc", "repro"], root)
-    assert "Running stage" not in again
-    assert "dvc.yaml" in _run(["dvc", "metrics", "show"], root) or "ingest" in _run(["dvc", "metrics", "show"], root)
+    # the synthetic cohort downstream teams consume
+    cohort = root / "data/synthetic/demo"
+    manifest = pq.read_table(cohort / "manifest.parquet")
+    assert manifest.num_rows == PIPELINE["synthesis"]["n_videos"]
+    assert pl.read_parquet(cohort / "manifest.parquet").height == pd.read_parquet(cohort / "manifest.parquet").shape[0]
+    with open(cohort / "FileList.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS",
+                                     "NumberOfFrames", "Split"]
+        filelist = list(reader)
+    passed = [r for r in manifest.to_pylist() if r["privacy_pass"]]
+    assert {r["FileName"] for r in filelist} == {r["sample_id"] for r in passed}
+    for row in manifest.to_pylist():
+        with av.open(str(cohort / row["path"])) as container:
+            frames = list(container.decode(video=0))
+        assert len(frames) == row["n_frames"] and frames[0].width == row["width"]
+    assert (root / "reports/demo/index.html").exists()
 
-    # MLflow: one parent run for this `dvc repro`, a child run per stage
+
+def test_dvc_is_up_to_date_and_tracked(dvc_project):
+    root = dvc_project
+    assert "Data and pipelines are up to date" in run_ok(["dvc", "status"], root)
+    assert "Running stage" not in run_ok(["dvc", "repro"], root)  # a second repro re-runs nothing
+    shown = run_ok(["dvc", "metrics", "show", "--json"], root)
+    assert "videos_kept" in shown and "val_psnr" in shown
+
     runs = _mlflow_runs(root)
-    parents = [r for r in runs if r.data.tags.get("lfmcdm.role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("lfmcdm.role") == "stage"]
-    assert len(parents) == 1
-    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    parents = [r for r in runs if r.data.tags.get("lfmcdm.role") == "parent"
+               and r.data.tags["lfmcdm.pipeline_id"].startswith("dvc-")]
+    assert len(parents) == 1  # one parent run for the whole `dvc repro`
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert sorted(r.data.tags["lfmcdm.stage"] for r in children) == sorted(_stage_names())
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for name in ("lfmcdm-reid", "lfmcdm-mafe", "lfmcdm-vae", "lfmcdm-mcdm"):
+        assert client.search_model_versions(f"name = '{name}'"), f"{name} not registered"
+    assert client.get_model_version_by_alias("lfmcdm-mcdm", "champion")
 
 
 def test_prefect_flow_end_to_end(tmp_path):
-    root = _project(tmp_path)
-    env = _env()
+    """The Prefect pipeline flow runs the same stages (here the data stages, to keep CI short)."""
+    root = make_project(tmp_path / "project")
+    env = subprocess_env()
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    stages = ["phantom", "ingest", "pseudo_labels"]
     proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "--params", "params.yaml", "--root", ".",
-                           "--stages", *_stage_names()],
-                          cwd=root, env=env, capture_output=True, text=True)
+                           "--stages", *stages], cwd=root, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert (root / "data/interim/videos.parquet").exists()
-    runs = _mlflow_runs(root)
-    children = [r for r in runs if r.data.tags.get("lfmcdm.role") == "stage"]
-    parent_ids = {r.data.tags["mlflow.parentRunId"] for r in children}
-    assert len(parent_ids) == 1
-    assert {r.data.tags["lfmcdm.pipeline_id"] for r in children} == {next(iter(
-        r.data.tags["lfmcdm.pipeline_id"] for r in children))}
-    assert next(iter(r.data.tags["lfmcdm.pipeline_id"] for r in children)).startswith("prefect-")
-    assert sorted(r.data.tags["lfmcdm.stage"] for r in children) == sorted(_stage_names())
+    assert (root / "data/interim/videos.parquet").exists() and (root / "models/reid").exists()
+    children = [r for r in _mlflow_runs(root) if r.data.tags.get("lfmcdm.role") == "stage"]
+    assert len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1
+    assert all(r.data.tags["lfmcdm.pipeline_id"].startswith("prefect-") for r in children)
+    assert sorted(r.data.tags["lfmcdm.stage"] for r in children) == sorted(stages)

@@ -2,8 +2,46 @@
 
 from __future__ import annotations
 
-from lfmcdm.config_base import Section
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from lfmcdm.config_base import Range, Section
+
+Split = Literal["TRAIN", "VAL", "TEST"]
+
+
+class CohortSplits(Section):
+    """Split labels written to the synthetic FileList.csv (downstream teams train/validate on them)."""
+
+    TRAIN: float = Field(0.8, ge=0, le=1)
+    VAL: float = Field(0.1, ge=0, le=1)
+    TEST: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "CohortSplits":
+        if abs(self.TRAIN + self.VAL + self.TEST - 1.0) > 1e-6:
+            raise ValueError("cohort split fractions must sum to 1")
+        return self
 
 
 class SynthesisConfig(Section):
-    pass
+    cohort: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    n_videos: int = Field(16, gt=0)
+    strategy: Literal["reconstruct", "cross", "ef_targeted"] = "cross"
+    appearance_splits: tuple[Split, ...] = ("VAL", "TEST")  # held out of training: no patient is copied
+    motion_splits: tuple[Split, ...] = ("TRAIN", "VAL", "TEST")
+    ef_range: Range | None = None  # ef_targeted: donors whose EF lies in this range
+    sampler: Literal["dpmsolver++", "ddim", "ddpm"] = "dpmsolver++"
+    steps: int = Field(25, gt=0)
+    guidance_scale: float = Field(2.0, ge=0)
+    n_frames: int | None = Field(None, gt=0, description="None = the model's window; longer = overlapping windows")
+    window_overlap: int = Field(4, ge=0)
+    batch_size: int = Field(4, gt=0)
+    shard_size: int = Field(8, gt=0)
+    privacy_percentile: float = Field(95.0, gt=0, le=100)
+    model_alias: str = "champion"
+    codec: Literal["mjpeg", "mpeg4", "libx264"] = "mjpeg"
+    splits: CohortSplits = CohortSplits()
+    workers: int = Field(1, gt=0, description="shards processed at once (threads) by the stage")
+    dask_address: str | None = None  # Prefect cohort flow: scheduler address of a Dask cluster

@@ -1,0 +1,87 @@
+"""The project's own encoders, applied to videos held in memory (synthetic ones have no clip file).
+
+Each adapter reuses the code that produced the real-data features, so real and synthetic
+features are computed the same way:
+
+* ReID frame embeddings: :func:`lfmcdm.pseudo.reid.embed_frames` with ``models/reid/``
+  (the same encoder wrote ``data/interim/reid/``);
+* label-free ED/ES: :func:`lfmcdm.pseudo.phase.estimate_phase` (what ingest stores in videos.parquet);
+* MAFE motion vectors: the motion bank's encoding (``lfmcdm.models.motion_vectors``: frames to
+  [0, 1], padded to the stride, ``encode`` then ``motion_vector`` of the (ED, ES) pair);
+* cavity area: :func:`lfmcdm.eval.cavity.cavity_areas` (the diffusion stage's motion_area_r measurement).
+
+A missing model folder yields ``None`` so the stage can report the dependent metrics as null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from lfmcdm.layout import Layout
+
+REID_DIR = "reid"  # models/reid/ (stage pseudo_labels)
+MAFE_DIR = "mafe"  # models/mafe/ (stage train_mafe)
+CONFIG_FILE = "config.json"
+
+
+def load_reid_model(layout: Layout, device: torch.device | str = "cpu"):
+    """The ReID encoder in ``models/reid/``, or None when it has not been trained."""
+    from lfmcdm.pseudo.reid import load_reid
+
+    directory = layout.models / REID_DIR
+    return load_reid(directory, device) if (directory / CONFIG_FILE).exists() else None
+
+
+def load_mafe_model(layout: Layout, device: torch.device | str = "cpu"):
+    """The MAFE in ``models/mafe/``, or None when it has not been trained."""
+    from lfmcdm.models.mafe import load_mafe
+
+    directory = layout.models / MAFE_DIR
+    return load_mafe(directory, device) if (directory / CONFIG_FILE).exists() else None
+
+
+def reid_frame_embeddings(model, video: np.ndarray, batch_size: int) -> np.ndarray:
+    """L2-normalised ReID embedding of every frame ``(T, D)`` float32."""
+    from lfmcdm.pseudo.reid import embed_frames
+
+    return embed_frames(model, np.asarray(video, np.uint8), batch_size=batch_size)
+
+
+def label_free_phase(video: np.ndarray, fps: float, cfg) -> tuple[int, int] | None:
+    """(ED, ES) frame indices of ``video`` from the same estimator ingest uses, or None when flagged."""
+    from lfmcdm.pseudo.phase import estimate_phase
+
+    estimate = estimate_phase(np.asarray(video), fps, cfg)
+    return (int(estimate.ed), int(estimate.es)) if estimate.ok else None
+
+
+@torch.no_grad()
+def motion_vectors(model, pairs: list[tuple[np.ndarray, np.ndarray]], batch_size: int) -> np.ndarray:
+    """MAFE motion vector ``(N, motion_dim)`` of each (ED, ES) uint8 frame pair, as the motion bank encodes them."""
+    from lfmcdm.models.motion_vectors import to_tensor
+
+    if not pairs:
+        return np.zeros((0, model.config.motion_dim), np.float32)
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        a = model.pad_to_stride(to_tensor([np.asarray(p[0]) for p in chunk], device))
+        b = model.pad_to_stride(to_tensor([np.asarray(p[1]) for p in chunk], device))
+        out.append(model.motion_vector(model.encode(a, b)).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def cavity_measure(cfg) -> Callable[[np.ndarray], np.ndarray]:
+    """A function clip ``(T, H, W)`` uint8 -> cavity area per frame, with the given CavityConfig.
+
+    The cavity measurement belongs to the diffusion stage (metric motion_area_r); evaluation uses
+    the very same function and settings (``diffusion.motion_eval.cavity``).
+    """
+    from lfmcdm.eval.cavity import cavity_areas
+
+    return lambda clip: np.asarray(cavity_areas(np.asarray(clip), cfg), dtype=np.float64)

@@ -1,0 +1,213 @@
+"""Producing one synthetic cohort in idempotent, resumable shards.
+
+Work happens in ``checkpoints/synthesize/<cohort>/<plan-hash>/``: each shard writes its videos and
+then, atomically, its manifest part. A shard whose part exists is done and is skipped; a shard
+killed midway is simply redone (its sample ids and seeds are fixed by the plan, so the same files
+are rewritten, never duplicated). Only when every shard is done is the cohort folder
+``data/synthetic/<cohort>/`` assembled, atomically, and validated with Great Expectations.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lfmcdm.atomic import atomic_dir, atomic_path, write_parquet
+from lfmcdm.config import Params
+from lfmcdm.data import validation
+from lfmcdm.data.clips import sha256_file
+from lfmcdm.data.echonet import FILELIST_COLUMNS
+from lfmcdm.data.tables import load_array, read_videos
+from lfmcdm.data.video_io import write_gray
+from lfmcdm.layout import Layout
+from lfmcdm.synth.plan import SampleSpec, plan_cohort, plan_hash
+from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
+
+MANIFEST_SCHEMA = pa.schema([
+    ("sample_id", pa.string()), ("path", pa.string()), ("split", pa.string()),
+    ("appearance_source", pa.string()), ("motion_source", pa.string()), ("seed", pa.int64()),
+    ("strategy", pa.string()), ("sampler", pa.string()), ("steps", pa.int32()), ("guidance", pa.float64()),
+    ("mcdm_version", pa.string()), ("vae_version", pa.string()), ("mafe_version", pa.string()),
+    ("reid_version", pa.string()), ("privacy_score", pa.float64()), ("privacy_pass", pa.bool_()),
+    ("donor_ef", pa.float64()), ("n_frames", pa.int32()), ("fps", pa.float64()), ("height", pa.int32()),
+    ("width", pa.int32()), ("sha256", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+class CohortModels(Protocol):
+    """What a cohort needs from the trained models (see lfmcdm/synth/generator.py)."""
+
+    versions: dict[str, str]
+    fps: float
+
+    def generate(self, specs: list[SampleSpec]) -> np.ndarray:
+        """uint8 videos ``(B, T, H, W)`` for the given plan rows."""
+
+    def embed(self, frames: np.ndarray) -> np.ndarray:
+        """ReID embedding per frame ``(T, D)``."""
+
+
+@dataclass
+class CohortJob:
+    """Everything a shard needs; picklable so shards can run on Dask workers."""
+
+    params: Params
+    root: Path
+    plan: list[SampleSpec]
+    key: str
+    versions: dict[str, str]
+    fps: float
+    threshold: float
+    train_embeddings: np.ndarray = field(repr=False)
+
+    @property
+    def cfg(self):
+        return self.params.synthesis
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root)
+
+    @property
+    def work(self) -> Path:
+        return self.layout.checkpoints / "synthesize" / self.cfg.cohort / self.key
+
+    @property
+    def out(self) -> Path:
+        return self.layout.synthetic / self.cfg.cohort
+
+    @property
+    def n_shards(self) -> int:
+        return -(-len(self.plan) // self.cfg.shard_size)
+
+    def shard(self, k: int) -> list[SampleSpec]:
+        return self.plan[k * self.cfg.shard_size : (k + 1) * self.cfg.shard_size]
+
+    def shard_part(self, k: int) -> Path:
+        return self.work / "shards" / f"{k:05d}.parquet"
+
+    def pending(self) -> list[int]:
+        return [k for k in range(self.n_shards) if not self.shard_part(k).exists()]
+
+
+def identities(layout: Layout, splits: tuple[str, ...]) -> np.ndarray:
+    """One ReID identity vector per real video of ``splits`` (``(N, D)``, possibly empty)."""
+    vectors = [video_embedding(load_array(layout.reid, v["file_name"])) for v in read_videos(layout, splits=splits)]
+    return np.stack(vectors) if vectors else np.zeros((0, 1), np.float32)
+
+
+def prepare(params: Params, root: Path, models: CohortModels) -> CohortJob:
+    """Plan the cohort and fix its identity (plan + sampler + model versions)."""
+    layout = Layout(root)
+    cfg = params.synthesis
+    motion_names = set(pq.read_table(layout.motion, columns=["file_name"]).column("file_name").to_pylist())
+    plan = plan_cohort(cfg, read_videos(layout), motion_names, params.seed)
+    settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("workers", "dask_address", "batch_size")}
+    train = identities(layout, ("TRAIN",))  # the people the filter protects
+    threshold = real_threshold(train, identities(layout, ("VAL", "TEST")), cfg.privacy_percentile)
+    return CohortJob(params=params, root=Path(root), plan=plan, key=plan_hash(plan, {**settings, **models.versions}),
+                     versions=dict(models.versions), fps=models.fps, threshold=threshold, train_embeddings=train)
+
+
+def run_shard(job: CohortJob, k: int, models: CohortModels) -> Path:
+    """Generate shard ``k`` unless it is already complete; returns its manifest part."""
+    part = job.shard_part(k)
+    if part.exists():
+        return part
+    cfg = job.cfg
+    rows = []
+    specs = job.shard(k)
+    for start in range(0, len(specs), cfg.batch_size):
+        batch = specs[start : start + cfg.batch_size]
+        for spec, video in zip(batch, models.generate(batch)):
+            rows.append(_write_sample(job, spec, video, models))
+    write_parquet(part, pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA))
+    return part
+
+
+def _write_sample(job: CohortJob, spec: SampleSpec, video: np.ndarray, models: CohortModels) -> dict:
+    path = job.work / "Videos" / f"{spec.sample_id}.avi"
+    write_gray(path, video, job.fps, codec=job.cfg.codec)
+    score = float(nearest_similarity(video_embedding(models.embed(video))[None], job.train_embeddings)[0])
+    return {
+        **{k: v for k, v in asdict(spec).items()}, "path": f"Videos/{spec.sample_id}.avi",
+        "strategy": job.cfg.strategy, "sampler": job.cfg.sampler, "steps": job.cfg.steps, "guidance": job.cfg.guidance_scale,
+        **{f"{name}_version": job.versions.get(name) for name in ("mcdm", "vae", "mafe", "reid")},
+        "privacy_score": score, "privacy_pass": score <= job.threshold, "n_frames": int(video.shape[0]),
+        "fps": job.fps, "height": int(video.shape[1]), "width": int(video.shape[2]),
+        "sha256": sha256_file(path), "created_at": datetime.now(timezone.utc),
+    }
+
+
+def assemble(job: CohortJob) -> dict:
+    """Build ``data/synthetic/<cohort>/`` from the finished shards; validate; return metrics."""
+    missing = job.pending()
+    if missing:
+        raise RuntimeError(f"cannot assemble cohort {job.cfg.cohort!r}: shards {missing} not finished")
+    manifest = pa.concat_tables([pq.read_table(job.shard_part(k)) for k in range(job.n_shards)])
+    rows = manifest.to_pylist()
+    with atomic_dir(job.out) as tmp:
+        (tmp / "Videos").mkdir()
+        for row in rows:
+            _link(job.work / row["path"], tmp / row["path"])
+        write_parquet(tmp / "manifest.parquet", manifest)
+        write_filelist(tmp / "FileList.csv", [r for r in rows if r["privacy_pass"]])
+        report = validation.run_checks("synthetic_manifest", manifest_frame(tmp, manifest), validation_checks())
+        validation.save_report(report, tmp)  # beside the data it describes: synthetic_manifest.json
+        report.raise_for_schema(str(job.out / "manifest.parquet"))
+    passed = sum(r["privacy_pass"] for r in rows)
+    return {"videos": len(rows), "privacy_pass_share": passed / len(rows) if rows else None,
+            "privacy_threshold": job.threshold}
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard-link when possible (same filesystem, no copy), else copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def write_filelist(path: Path, rows: list[dict]) -> None:
+    """EchoNet-format FileList.csv: donor EF propagated, volumes unknown (empty)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(FILELIST_COLUMNS)
+        for r in rows:
+            ef = "" if r["donor_ef"] is None else round(r["donor_ef"], 4)
+            writer.writerow([r["sample_id"], ef, "", "", r["height"], r["width"], r["fps"], r["n_frames"], r["split"]])
+
+
+def manifest_frame(cohort_dir: Path, manifest: pa.Table):
+    """The manifest plus two facts GX checks: the file exists, and its checksum matches."""
+    frame = manifest.to_pandas()
+    paths = [cohort_dir / p for p in frame["path"]]
+    frame["file_exists"] = [p.exists() for p in paths]
+    frame["checksum_ok"] = [p.exists() and sha256_file(p) == s for p, s in zip(paths, frame["sha256"])]
+    return frame
+
+
+def validation_checks() -> list[validation.Check]:
+    between = "ExpectColumnValuesToBeBetween"
+    Check = validation.Check
+    return [
+        Check("ExpectColumnValuesToBeUnique", {"column": "sample_id"}),
+        Check("ExpectColumnValuesToBeInSet", {"column": "file_exists", "value_set": [True]}),
+        Check("ExpectColumnValuesToBeInSet", {"column": "checksum_ok", "value_set": [True]}),
+        Check("ExpectColumnValuesToBeInSet", {"column": "split", "value_set": ["TRAIN", "VAL", "TEST"]}),
+        Check(between, {"column": "privacy_score", "min_value": -1.0001, "max_value": 1.0001}),
+        Check(between, {"column": "n_frames", "min_value": 1}),
+        Check(between, {"column": "fps", "min_value": 0, "strict_min": True}),
+        Check(between, {"column": "donor_ef", "min_value": 0, "max_value": 100}),
+        Check(between, {"column": "steps", "min_value": 1}),
+        Check("ExpectColumnValuesToNotBeNull", {"column": "seed"}),
+    ]

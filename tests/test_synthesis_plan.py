@@ -1,0 +1,59 @@
+"""Cohort planning and the privacy rule, without any model."""
+
+import numpy as np
+import pytest
+
+from lfmcdm.settings.synthesis import SynthesisConfig
+from lfmcdm.synth.plan import PlanError, plan_cohort, plan_hash
+from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
+
+
+def _videos(n=12):
+    splits = ["TRAIN"] * 8 + ["VAL"] * 2 + ["TEST"] * 2
+    return [{"file_name": f"V{i:02d}", "split": splits[i % len(splits)], "ef": 20.0 + 5 * i} for i in range(n)]
+
+
+def test_cross_plan_is_deterministic_and_respects_splits():
+    cfg = SynthesisConfig(n_videos=10, strategy="cross")
+    videos = _videos()
+    names = {v["file_name"] for v in videos}
+    a = plan_cohort(cfg, videos, names, seed=1)
+    assert a == plan_cohort(cfg, videos, names, seed=1)
+    assert a != plan_cohort(cfg, videos, names, seed=2)
+    split = {v["file_name"]: v["split"] for v in videos}
+    assert all(split[s.appearance_source] in ("VAL", "TEST") for s in a)
+    assert all(s.appearance_source != s.motion_source for s in a)
+    assert len({s.sample_id for s in a}) == 10 and len({s.seed for s in a}) == 10
+    ef = {v["file_name"]: v["ef"] for v in videos}
+    assert all(s.donor_ef == ef[s.motion_source] for s in a)
+    assert plan_hash(a, {"steps": 25}) != plan_hash(a, {"steps": 50})
+
+
+def test_reconstruct_and_ef_targeted():
+    videos = _videos()
+    names = {v["file_name"] for v in videos}
+    rec = plan_cohort(SynthesisConfig(n_videos=4, strategy="reconstruct"), videos, names, seed=0)
+    assert all(s.appearance_source == s.motion_source for s in rec)
+    cfg = SynthesisConfig(n_videos=6, strategy="ef_targeted", ef_range={"low": 30, "high": 45})
+    targeted = plan_cohort(cfg, videos, names, seed=0)
+    assert all(30 <= s.donor_ef <= 45 for s in targeted)
+    with pytest.raises(PlanError, match="motion donor"):
+        plan_cohort(SynthesisConfig(strategy="ef_targeted", ef_range={"low": 99, "high": 100}), videos, names, 0)
+    with pytest.raises(PlanError, match="ef_range"):
+        plan_cohort(SynthesisConfig(strategy="ef_targeted"), videos, names, 0)
+
+
+def test_privacy_threshold_uses_heldout_patients():
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((20, 8))
+    train /= np.linalg.norm(train, axis=1, keepdims=True)
+    heldout = rng.standard_normal((10, 8))
+    heldout /= np.linalg.norm(heldout, axis=1, keepdims=True)
+    threshold = real_threshold(train, heldout, 95)
+    assert threshold == pytest.approx(np.percentile((heldout @ train.T).max(axis=1), 95))
+    # a copy of a training patient (same frames, a little noise) scores above it; a new patient does not
+    frames = np.repeat(train[3][None], 5, axis=0) + 0.01 * rng.standard_normal((5, 8))
+    copy = video_embedding(frames)
+    assert nearest_similarity(copy[None], train)[0] > threshold
+    assert real_threshold(train, np.zeros((0, 8)), 95) == pytest.approx(
+        np.percentile(nearest_similarity(train, train, exclude_self=True), 95))
