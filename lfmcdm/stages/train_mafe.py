@@ -1,0 +1,37 @@
+"""Stage ``train_mafe``: train MAFE on the label-free (ED, ES) pairs, save + register it, measure it.
+
+Outputs ``models/mafe/`` (safetensors + config.json, registered in MLflow as ``lfmcdm-mafe``) and
+``metrics/mafe.json``: validation PSNR/SSIM of the interpolated middle frame, the PSNR of the
+naive average of the two inputs (the baseline to beat), and out-of-fold linear-probe R^2 of EF
+from motion vectors vs from appearance features.
+"""
+
+from __future__ import annotations
+
+from lfmcdm import tracking
+from lfmcdm.models.mafe import mafe_version, save_mafe
+from lfmcdm.train.mafe import ef_probe_metrics, prepare_data, train_mafe
+from lfmcdm.train.runtime import resolve_device
+
+MODEL_NAME = "lfmcdm-mafe"
+MODEL_DIR = "mafe"
+MODEL_ALIAS = "champion"  # what downstream stages resolve (tracking.resolve_model); MLflow reserves "latest"
+
+
+def run(ctx) -> dict:
+    cfg = ctx.params.mafe
+    result = train_mafe(cfg, ctx.params.train, ctx.layout, ctx.params.seed, progress=ctx.progress,
+                        log_metrics=tracking.log_metrics)
+    out_dir = ctx.layout.models / MODEL_DIR
+    save_mafe(result.model, out_dir)
+    probe = ef_probe_metrics(result.model, ctx.layout, cfg, prepare_data(ctx.layout, cfg).all, ctx.params.seed,
+                             resolve_device(ctx.params.train), ctx.progress)
+    tracking.register_model(MODEL_NAME, out_dir, aliases=(MODEL_ALIAS,))
+    best = result.best
+    print(f"train_mafe: best epoch {best['epoch']} of {len(result.history)}, {mafe_version(out_dir)} -> {out_dir}")
+    return {
+        "val_psnr": best.get("val_psnr"),
+        "val_psnr_average_baseline": best.get("val_psnr_average_baseline"),
+        "val_ssim": best.get("val_ssim"),
+        **probe,
+    }
