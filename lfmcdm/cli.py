@@ -29,7 +29,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from lfmcdm.data.echonet import EchoNetFormatError
     from lfmcdm.data.validation import ValidationFailed
 
-    return (ConfigError, EchoNetFormatError, ValidationFailed, FileNotFoundError)
+    from lfmcdm.synth.plan import PlanError
+
+    return (ConfigError, EchoNetFormatError, ValidationFailed, FileNotFoundError, LookupError, PlanError)
 
 
 @app.command("stage")
@@ -51,6 +53,34 @@ def stage(
         raise typer.Exit(2) from None
     for key, value in metrics.items():
         typer.echo(f"{name.value}.{key} = {value}")
+
+
+@app.command("synthesize")
+def synthesize(
+    cohort: str = typer.Option(None, help="Cohort name: data/synthetic/<cohort>/ (default synthesis.cohort)."),
+    n: int = typer.Option(None, "--n", help="Number of videos (default synthesis.n_videos)."),
+    strategy: str = typer.Option(None, help="reconstruct | cross | ef_targeted."),
+    sampler: str = typer.Option(None, help="dpmsolver++ | ddim | ddpm."),
+    steps: int = typer.Option(None, help="Solver steps."),
+    guidance: float = typer.Option(None, help="Classifier-free guidance scale."),
+    params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
+    root: Path = typer.Option(Path("."), help="Repository root."),
+    progress: bool = typer.Option(True, help="Draw progress bars."),
+) -> None:
+    """Produce a synthetic cohort with settings from params.yaml, overridden by these options."""
+    from lfmcdm.config import load_params
+    from lfmcdm.stages import run_stage
+
+    chosen = {"cohort": cohort, "n_videos": n, "strategy": strategy, "sampler": sampler, "steps": steps,
+              "guidance_scale": guidance}
+    overrides = {"synthesis": {k: v for k, v in chosen.items() if v is not None}}
+    try:
+        metrics = run_stage("synthesize", load_params(params, overrides=overrides), root=root, progress=progress)
+    except _user_errors() as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    for key, value in metrics.items():
+        typer.echo(f"synthesize.{key} = {value}")
 
 
 @app.command("stages")

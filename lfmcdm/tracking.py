@@ -145,5 +145,12 @@ def resolve_model(name: str, alias: str, cfg: TrackingConfig, root: Path) -> tup
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri(cfg, root))
-    version = MlflowClient().get_model_version_by_alias(name, alias)
-    return Path(mlflow.artifacts.download_artifacts(version.source)), version.version
+    client = MlflowClient()
+    if alias == "latest":  # reserved in MLflow 3: not settable, but resolvable as the newest version
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise LookupError(f"no version of model {name!r} in the MLflow registry")
+        version = max(versions, key=lambda v: int(v.version))
+    else:
+        version = client.get_model_version_by_alias(name, alias)
+    return Path(mlflow.artifacts.download_artifacts(version.source)), str(version.version)
