@@ -1,6 +1,8 @@
 """The trained models behind a cohort, resolved from the MLflow registry by alias.
 
 One object per process (cached): Dask workers and threads load the weights once and reuse them.
+CPU results are bit-identical for a given ``train.torch_threads``; Dask workers default to one
+thread (OMP_NUM_THREADS=1), so pin it when shards from different runners must match exactly.
 Reference frames come from the cached latents of each appearance video at its label-free
 end-diastolic frame, so the generated video starts from a real, phase-defined appearance.
 """
@@ -22,7 +24,7 @@ from lfmcdm.layout import Layout
 from lfmcdm.pseudo.reid import embed_frames, load_reid
 from lfmcdm.synth.pipeline import MCDMPipeline
 from lfmcdm.synth.plan import SampleSpec
-from lfmcdm.train.runtime import resolve_device
+from lfmcdm.train.runtime import configure_threads, resolve_device
 
 MODELS = {"mcdm": "lfmcdm-mcdm", "vae": "lfmcdm-vae", "reid": "lfmcdm-reid"}
 
@@ -76,6 +78,7 @@ def _resolve(params: Params, root: Path, key: str, alias: str) -> tuple[Path, st
 def _load(root: str, params_json: str) -> RegistryModels:
     params = Params.model_validate_json(params_json)
     layout = Layout(Path(root))
+    configure_threads(params.train)  # bit-identical videos need the same torch thread count everywhere
     device = resolve_device(params.train)
     mcdm_dir, mcdm_version = _resolve(params, layout.root, "mcdm", params.synthesis.model_alias)
     vae_dir, vae_version = _resolve(params, layout.root, "vae", "latest")

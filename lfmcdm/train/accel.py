@@ -1,0 +1,63 @@
+"""What the VAE and diffusion training loops share: the Accelerator, step-seeded RNG, curve logging.
+
+Batches are drawn from ``numpy.random.default_rng([seed, step, process])`` rather than from a
+DataLoader's iterator state, so a run resumed at step *s* sees exactly the batches an
+uninterrupted run would, and every ``accelerate launch`` process draws different data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from accelerate import Accelerator
+
+from lfmcdm.config import TrainConfig
+from lfmcdm.train.checkpoint import load_checkpoint
+from lfmcdm.train.runtime import configure_threads, resolve_device
+
+SEED_SPACE = 2**62  # torch seeds drawn from a step's RNG
+
+
+def make_accelerator(cfg: TrainConfig, grad_accum: int = 1) -> Accelerator:
+    """An Accelerator honouring ``train.device`` / ``train.mixed_precision`` (CPU: always full precision).
+
+    Under ``accelerate launch`` the launcher's environment picks the devices and processes; on a
+    plain ``python`` call this is a single process on the resolved device.
+    """
+    configure_threads(cfg)
+    on_cpu = resolve_device(cfg).type == "cpu"
+    return Accelerator(cpu=on_cpu, mixed_precision="no" if on_cpu else cfg.mixed_precision,
+                       gradient_accumulation_steps=grad_accum)
+
+
+def step_rng(seed: int, step: int, process: int = 0) -> np.random.Generator:
+    """The RNG for one optimisation step of one process (resume-exact, distinct per process)."""
+    return np.random.default_rng([seed, step, process])
+
+
+def fingerprint(data: dict[str, Any]) -> str:
+    """A short hash of the settings a checkpoint depends on (a mismatch means: start afresh)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resumable_state(checkpoint_dir: Path, key: str, what: str) -> dict[str, Any] | None:
+    """The checkpoint's state if it was written for the settings fingerprinted as ``key``, else None."""
+    state = load_checkpoint(checkpoint_dir, {})
+    if state is not None and state.get("fingerprint") != key:
+        print(f"{what}: checkpoint in {checkpoint_dir} is for other settings; starting afresh")
+        return None
+    return state
+
+
+def log_curve(metrics: dict[str, float | None], step: int | None = None) -> None:
+    """Log training curves to the stage's MLflow run, if there is one (never start a stray run)."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        from lfmcdm import tracking
+
+        tracking.log_metrics(metrics, step=step)
