@@ -48,7 +48,7 @@ STAGES: dict[str, StageInfo] = {
         StageInfo("cache_latents", ("vae", "latents"), "Encode every clip once into cached VAE latents."),
         StageInfo("train_diffusion", ("diffusion", "train"), "Train the motion-conditioned video diffusion UNet.", "diffusion"),
         StageInfo("synthesize", ("synthesis",), "Sample a synthetic cohort: videos, FileList.csv, manifest.parquet.", "synthesis"),
-        StageInfo("evaluate", ("evaluate",), "Evaluate the cohort and write the HTML report.", "eval"),
+        StageInfo("evaluate", ("evaluate", "synthesis"), "Evaluate the cohort and write the HTML report.", "eval"),
     ]
 }
 
