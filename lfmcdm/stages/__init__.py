@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +45,9 @@ STAGES: dict[str, StageInfo] = {
         StageInfo("pseudo_labels", ("pseudo", "train"), "Label-free ED/ES phase, pseudo optical flow, self-supervised ReID."),
         StageInfo("train_mafe", ("mafe", "train"), "Train the motion and appearance feature extractor (MAFE).", "mafe"),
         StageInfo("motion_bank", ("mafe",), "Encode every video's motion vector into data/processed/motion.parquet."),
-        StageInfo("train_vae", ("vae", "train"), "Train the AutoencoderKL on echo frames.", "vae"),
-        StageInfo("cache_latents", ("vae", "latents"), "Encode every clip once into cached VAE latents."),
-        StageInfo("train_diffusion", ("diffusion", "train"), "Train the motion-conditioned video diffusion UNet.", "diffusion"),
+        StageInfo("train_vae", ("vae", "latents", "train", "data"), "Train the AutoencoderKL on echo frames.", "vae"),
+        StageInfo("cache_latents", ("vae", "latents", "train"), "Encode every clip once into cached VAE latents."),
+        StageInfo("train_diffusion", ("diffusion", "train", "data"), "Train the motion-conditioned video diffusion UNet.", "diffusion"),
         StageInfo("synthesize", ("synthesis",), "Sample a synthetic cohort: videos, FileList.csv, manifest.parquet.", "synthesis"),
         StageInfo("evaluate", ("evaluate", "synthesis"), "Evaluate the cohort and write the HTML report.", "eval"),
     ]
@@ -72,6 +73,11 @@ def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
 
 
+def _is_main_process() -> bool:
+    """Rank 0 of a distributed launch (torchrun/accelerate set RANK), or a plain single process."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def run_stage(name: str, params: Params, root: str | Path = ".", progress: bool = True, **extra: Any) -> dict[str, Any]:
     """Run one stage by name inside an MLflow child run; write and return its metrics.
 
@@ -86,6 +92,8 @@ def run_stage(name: str, params: Params, root: str | Path = ".", progress: bool 
     module = importlib.import_module(info.module)
     section_params = {s: params.section(s).model_dump(mode="json") for s in info.sections}
     section_params["seed"] = params.seed
+    if not _is_main_process():  # under `accelerate launch`, only rank 0 tracks and writes metrics
+        return _clean(module.run(ctx) or {})
     with tracking.stage_run(params.tracking, ctx.root, name, section_params):
         start = time.perf_counter()
         metrics = _clean(module.run(ctx) or {})
