@@ -34,6 +34,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, EchoNetFormatError, ValidationFailed, FileNotFoundError, LookupError, PlanError)
 
 
+def _fail(exc: Exception) -> None:
+    """Print a user error as one line (no traceback) and exit with status 2."""
+    err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    raise typer.Exit(2) from None
+
+
 @app.command("stage")
 def stage(
     name: StageName = typer.Argument(..., help="Stage to run."),
@@ -49,8 +55,7 @@ def stage(
         cfg = load_params(params)
         metrics = run_stage(name.value, cfg, root=root, progress=progress)
     except _user_errors() as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+        _fail(exc)
     for key, value in metrics.items():
         typer.echo(f"{name.value}.{key} = {value}")
 
@@ -77,8 +82,7 @@ def synthesize(
     try:
         metrics = run_stage("synthesize", load_params(params, overrides=overrides), root=root, progress=progress)
     except _user_errors() as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+        _fail(exc)
     for key, value in metrics.items():
         typer.echo(f"synthesize.{key} = {value}")
 
@@ -97,8 +101,7 @@ def check_params(params: Path = typer.Option(Path("params.yaml"), help="Paramete
     try:
         cfg = load_params(params)
     except _user_errors() as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+        _fail(exc)
     typer.echo(cfg.model_dump_json(indent=2, exclude={"profiles"}))
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 
-from lfmcdm.config_base import Range, Section
+from lfmcdm.config_base import Range, Section, SplitFractions
 from lfmcdm.settings.diffusion import DiffusionConfig, LatentsConfig, VaeConfig
 from lfmcdm.settings.evaluate import EvaluateConfig
 from lfmcdm.settings.mafe import MafeConfig
@@ -29,19 +29,6 @@ PARAMS_FILE = "params.yaml"
 
 class ConfigError(ValueError):
     """Raised for an unreadable, unknown or out-of-range setting; the message names file, line and key."""
-
-
-class SplitFractions(Section):
-    TRAIN: float = Field(0.75, ge=0, le=1)
-    VAL: float = Field(0.125, ge=0, le=1)
-    TEST: float = Field(0.125, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _sums_to_one(self) -> "SplitFractions":
-        total = self.TRAIN + self.VAL + self.TEST
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"split fractions must sum to 1, got {total:.4f}")
-        return self
 
 
 class PhantomConfig(Section):

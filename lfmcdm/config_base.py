@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Section(BaseModel):
@@ -21,4 +21,19 @@ class Range(Section):
     def _ordered(self) -> "Range":
         if self.low > self.high:
             raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        return self
+
+
+class SplitFractions(Section):
+    """Shares of TRAIN / VAL / TEST (must sum to 1)."""
+
+    TRAIN: float = Field(0.75, ge=0, le=1)
+    VAL: float = Field(0.125, ge=0, le=1)
+    TEST: float = Field(0.125, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "SplitFractions":
+        total = self.TRAIN + self.VAL + self.TEST
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must sum to 1, got {total:.4f}")
         return self

@@ -4,25 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from lfmcdm.config_base import Range, Section
+from lfmcdm.config_base import Range, Section, SplitFractions
 
 Split = Literal["TRAIN", "VAL", "TEST"]
 
 
-class CohortSplits(Section):
+class CohortSplits(SplitFractions):
     """Split labels written to the synthetic FileList.csv (downstream teams train/validate on them)."""
 
     TRAIN: float = Field(0.8, ge=0, le=1)
     VAL: float = Field(0.1, ge=0, le=1)
     TEST: float = Field(0.1, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _sums_to_one(self) -> "CohortSplits":
-        if abs(self.TRAIN + self.VAL + self.TEST - 1.0) > 1e-6:
-            raise ValueError("cohort split fractions must sum to 1")
-        return self
 
 
 class SynthesisConfig(Section):
