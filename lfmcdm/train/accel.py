@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from accelerate import Accelerator
+from tqdm import tqdm
 
 from lfmcdm.config import TrainConfig
 from lfmcdm.train.checkpoint import load_checkpoint
 from lfmcdm.train.runtime import configure_threads, resolve_device
 
 SEED_SPACE = 2**62  # torch seeds drawn from a step's RNG
+LOSS_SMOOTHING = 0.98  # EMA of the training loss, reported as the stage's train loss
 
 
 def make_accelerator(cfg: TrainConfig, grad_accum: int = 1) -> Accelerator:
@@ -61,3 +64,37 @@ def log_curve(metrics: dict[str, float | None], step: int | None = None) -> None
         from lfmcdm import tracking
 
         tracking.log_metrics(metrics, step=step)
+
+
+class StepLoop:
+    """The steps a (possibly resumed) run still has to do, its progress bar and its smoothed loss.
+
+    ``state`` is the resumed checkpoint's state (or None); ``stop_after`` simulates a kill in tests.
+    Iterating yields the step indices; ``record`` gathers a step's loss over processes.
+    """
+
+    def __init__(self, name: str, accelerator: Accelerator, steps: int, state: dict[str, Any] | None,
+                 stop_after: int | None, progress: bool):
+        self.accelerator = accelerator
+        self.start = int(state["step"]) if state else 0
+        self.end = steps if stop_after is None else min(steps, stop_after)
+        self.loss_ema: float | None = state.get("loss_ema") if state else None
+        self.bar = tqdm(range(self.start, self.end), desc=name, unit="step", initial=self.start, total=steps,
+                        disable=not (progress and accelerator.is_main_process))
+
+    def __iter__(self):
+        yield from self.bar
+        self.bar.close()
+        self.accelerator.wait_for_everyone()
+
+    def record(self, loss: torch.Tensor) -> float:
+        """The step's loss averaged over processes; updates the smoothed loss and the bar."""
+        value = self.accelerator.gather(loss.detach()[None]).mean().item()
+        ema = self.loss_ema
+        self.loss_ema = value if ema is None else LOSS_SMOOTHING * ema + (1 - LOSS_SMOOTHING) * value
+        self.bar.set_postfix(loss=f"{self.loss_ema:.4f}")
+        return value
+
+    @property
+    def last_step(self) -> int:
+        return max(self.start, self.end)

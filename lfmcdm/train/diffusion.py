@@ -16,17 +16,16 @@ import torch
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from tqdm import tqdm
 
 from lfmcdm.config import TrainConfig
 from lfmcdm.models.conditioning import dropout_mask
 from lfmcdm.models.unet import MCDM, build_conditioner, build_unet, time_ids
 from lfmcdm.settings.diffusion import DiffusionConfig
-from lfmcdm.train.accel import SEED_SPACE, fingerprint, log_curve, make_accelerator, resumable_state, step_rng
+from lfmcdm.train.accel import (SEED_SPACE, StepLoop, fingerprint, log_curve, make_accelerator, resumable_state,
+                                step_rng)
 from lfmcdm.train.checkpoint import load_checkpoint, save_checkpoint
 from lfmcdm.train.video_windows import LatentWindows
 
-LOSS_SMOOTHING = 0.98  # EMA of the training loss reported as train_loss
 
 
 def make_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
@@ -144,16 +143,12 @@ def train_mcdm(cfg: DiffusionConfig, train_cfg: TrainConfig, data: LatentWindows
     if state is not None:
         load_checkpoint(checkpoint_dir, {"model": model, "ema": ema_model}, optimizer, lr_sched)
     ema = make_ema(ema_model, cfg, int(state["ema_step"]) if state else 0)
-    start = int(state["step"]) if state else 0
-    loss_ema = state.get("loss_ema") if state else None
     noise_sched = make_noise_scheduler(cfg)
     model, optimizer, lr_sched = accelerator.prepare(model, optimizer, lr_sched)
     ema.to(accelerator.device)
     model.train()
-    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    bar = tqdm(range(start, end), desc="train_diffusion", unit="step", initial=start, total=cfg.steps,
-               disable=not (progress and accelerator.is_main_process))
-    for step in bar:
+    loop = StepLoop("train_diffusion", accelerator, cfg.steps, state, stop_after, progress)
+    for step in loop:
         rng = step_rng(seed, step, accelerator.process_index)
         for _ in range(cfg.grad_accum):
             batch = data.sample(rng, cfg.batch_size)
@@ -167,20 +162,16 @@ def train_mcdm(cfg: DiffusionConfig, train_cfg: TrainConfig, data: LatentWindows
                 lr_sched.step()
                 optimizer.zero_grad(set_to_none=True)
         ema.step(accelerator.unwrap_model(model).parameters())
-        value = accelerator.gather(loss.detach()[None]).mean().item()
-        loss_ema = value if loss_ema is None else LOSS_SMOOTHING * loss_ema + (1 - LOSS_SMOOTHING) * value
+        value = loop.record(loss)
         done = step + 1
         if accelerator.is_main_process:
-            bar.set_postfix(loss=f"{loss_ema:.4f}")
             if done % cfg.log_every == 0:
-                log_curve({"diffusion_loss": value, "diffusion_loss_ema": loss_ema,
+                log_curve({"diffusion_loss": value, "diffusion_loss_ema": loop.loss_ema,
                            "ema_decay": ema.cur_decay_value or 0.0}, step=done)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 ema.copy_to(ema_model.parameters())
                 save_checkpoint(checkpoint_dir, {"model": accelerator.unwrap_model(model), "ema": ema_model},
-                                optimizer, lr_sched, {"step": done, "fingerprint": key, "loss_ema": loss_ema,
+                                optimizer, lr_sched, {"step": done, "fingerprint": key, "loss_ema": loop.loss_ema,
                                                       "ema_step": ema.optimization_step})
-    bar.close()
-    accelerator.wait_for_everyone()
     ema.copy_to(ema_model.parameters())
-    return DiffusionTrainResult(ema_model.cpu().eval(), start, max(start, end), loss_ema)
+    return DiffusionTrainResult(ema_model.cpu().eval(), loop.start, loop.last_step, loop.loss_ema)

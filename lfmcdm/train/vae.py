@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from diffusers.optimization import get_scheduler
-from tqdm import tqdm
 
 from lfmcdm.config import TrainConfig
 from lfmcdm.data.tables import load_clip
@@ -22,10 +21,10 @@ from lfmcdm.eval.recon_quality import psnr, ssim
 from lfmcdm.layout import Layout
 from lfmcdm.models.vae import build_vae, to_unit
 from lfmcdm.settings.diffusion import VaeConfig
-from lfmcdm.train.accel import SEED_SPACE, fingerprint, log_curve, make_accelerator, resumable_state, step_rng
+from lfmcdm.train.accel import (SEED_SPACE, StepLoop, fingerprint, log_curve, make_accelerator, resumable_state,
+                                step_rng)
 from lfmcdm.train.checkpoint import load_checkpoint, save_checkpoint
 
-LOSS_SMOOTHING = 0.98  # EMA of the training loss reported as the final loss
 
 
 @dataclass
@@ -122,14 +121,10 @@ def train_vae(cfg: VaeConfig, train_cfg: TrainConfig, source: FrameSource, check
     state = resumable_state(checkpoint_dir, key, "train_vae")
     if state is not None:
         load_checkpoint(checkpoint_dir, {"vae": vae}, optimizer, lr_sched)
-    start = int(state["step"]) if state else 0
-    loss_ema = state.get("loss_ema") if state else None
     model, optimizer, lr_sched = accelerator.prepare(ReconWithKL(vae), optimizer, lr_sched)
     model.train()
-    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    bar = tqdm(range(start, end), desc="train_vae", unit="step", initial=start, total=cfg.steps,
-               disable=not (progress and accelerator.is_main_process))
-    for step in bar:
+    loop = StepLoop("train_vae", accelerator, cfg.steps, state, stop_after, progress)
+    for step in loop:
         rng = step_rng(seed, step, accelerator.process_index)
         x = to_unit(source.sample(rng, cfg.batch_size), accelerator.device)
         gen = torch.Generator(accelerator.device).manual_seed(int(rng.integers(SEED_SPACE)))
@@ -140,20 +135,16 @@ def train_vae(cfg: VaeConfig, train_cfg: TrainConfig, source: FrameSource, check
         optimizer.step()
         lr_sched.step()
         optimizer.zero_grad(set_to_none=True)
-        value = accelerator.gather(loss.detach()[None]).mean().item()
-        loss_ema = value if loss_ema is None else LOSS_SMOOTHING * loss_ema + (1 - LOSS_SMOOTHING) * value
+        value = loop.record(loss)
         done = step + 1
         if accelerator.is_main_process:
-            bar.set_postfix(loss=f"{loss_ema:.4f}")
             if done % cfg.log_every == 0:
-                log_curve({"vae_loss": value, "vae_loss_ema": loss_ema, **parts}, step=done)
+                log_curve({"vae_loss": value, "vae_loss_ema": loop.loss_ema, **parts}, step=done)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 save_checkpoint(checkpoint_dir, {"vae": accelerator.unwrap_model(model).vae}, optimizer, lr_sched,
-                                {"step": done, "fingerprint": key, "loss_ema": loss_ema})
-    bar.close()
-    accelerator.wait_for_everyone()
+                                {"step": done, "fingerprint": key, "loss_ema": loop.loss_ema})
     vae = accelerator.unwrap_model(model).vae.eval()
-    return VaeTrainResult(vae, start, max(start, end), loss_ema)
+    return VaeTrainResult(vae, loop.start, loop.last_step, loop.loss_ema)
 
 
 @torch.no_grad()
