@@ -80,6 +80,19 @@ def test_frechet_survives_rank_deficient_covariances():
     assert frechet_between(few[:1], few) is None
 
 
+def test_frechet_from_samples_equals_the_covariance_form():
+    from lfmcdm.eval.frechet import _frechet_from_samples, gaussian_stats
+
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(40, 12)), 0.5 * rng.normal(size=(30, 12)) @ rng.normal(size=(12, 12)) + 0.3
+    assert _frechet_from_samples(a, b) == pytest.approx(frechet_distance(*gaussian_stats(a), *gaussian_stats(b)),
+                                                        rel=1e-6)
+    assert _frechet_from_samples(a, a) == pytest.approx(0.0, abs=1e-9)
+    wide_a, wide_b = rng.normal(size=(8, 3000)), rng.normal(size=(6, 3000)) + 0.1  # D >> N: the sample form is used
+    value = frechet_between(wide_a, wide_b)
+    assert value == pytest.approx(_frechet_from_samples(wide_a, wide_b)) and value > 3000 * 0.1**2
+
+
 # --- diversity and motion fidelity -----------------------------------------------------------------------------------
 
 
@@ -134,7 +147,7 @@ def test_ef_regressor_beats_predicting_the_mean():
 # --- the stage and its report ---------------------------------------------------------------------------------
 
 
-def fake_models_and_features(layout: Layout, seed: int = 0) -> None:
+def fake_models_and_features(layout: Layout, times_s: tuple[float, ...], seed: int = 0) -> None:
     """Untrained ReID + MAFE saved like their stages save them, and the real videos' stored features."""
     import torch
 
@@ -157,7 +170,7 @@ def fake_models_and_features(layout: Layout, seed: int = 0) -> None:
         clip = np.asarray(load_clip(layout, r["file_name"]))
         save_npy(layout.reid / f"{r['file_name']}.npy", embed_frames(reid, clip).astype(np.float16))
         ed, es = (r["ed_frame"], r["es_frame"]) if r["ed_frame"] is not None else (0, len(clip) // 3)
-        pairs.append((clip[ed], clip[es]))
+        pairs.append(encoders.motion_pairs(clip, (ed, es), r["fps"], times_s))
     motion = encoders.motion_vectors(mafe, pairs, batch_size=8)
     dim = motion.shape[1]
     table = pa.Table.from_arrays(
@@ -232,7 +245,7 @@ def evaluated(tmp_path_factory):
     ctx = StageContext(params=params, layout=Layout(root), progress=False)
     phantom_stage.run(ctx)
     ingest.run(ctx)
-    fake_models_and_features(ctx.layout)
+    fake_models_and_features(ctx.layout, ctx.params.mafe.bank_times_s)
     write_fake_cohort(params, ctx.layout, COHORT, n=9)
     _log_fake_training_run(params, root)
     metrics = run_stage("evaluate", params, root=root, progress=False)

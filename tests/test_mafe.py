@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -255,6 +256,28 @@ def test_ablations_need_no_pseudo_flow_or_reid(tmp_path):
         train_mafe(_mafe(epochs=1, reid_weight=0.0), tiny_params().train, Layout(root), seed=0, progress=False)
 
 
+def test_motion_trajectory_pairs_and_encoding():
+    from lfmcdm.models.motion_vectors import encode_frame_pairs, motion_trajectories, partner_indices, trajectory_pairs
+
+    # ES first, then ED + t * fps, rounded and clamped to the clip
+    assert partner_indices(ed=3, es=10, n_frames=40, fps=50.0, times_s=(0.1, 0.25, 2.0)) == [10, 8, 16, 39]
+    with pytest.raises(ValueError, match="increasing"):
+        MafeConfig(bank_times_s=(0.5, 0.25))
+    assert MafeConfig(bank_times_s=(0.5,)).bank_dim == 2 * MafeModelConfig().motion_dim
+
+    torch.manual_seed(0)
+    model = MAFE(MafeModelConfig(**TINY_MODEL)).eval()
+    rng = np.random.default_rng(0)
+    clips = [rng.integers(0, 255, (30, 32, 32), dtype=np.uint8) for _ in range(3)]
+    videos = [trajectory_pairs(c, 2, 9, 25.0, (0.2, 0.4)) for c in clips]
+    assert all(len(v) == 3 and np.array_equal(v[1][1], c[7]) for v, c in zip(videos, clips))
+    expected = np.stack([encode_frame_pairs(model, v, "cpu").reshape(-1) for v in videos])
+    for batch in (1, 2, 4, 16):  # batches cut across videos: each vector is still its own video's pairs
+        got = motion_trajectories(model, iter(videos), len(videos), batch)
+        assert got.shape == (3, 3 * model.config.motion_dim)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_ef_probe_is_cross_validated():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((40, 6))
@@ -283,7 +306,9 @@ def test_stages_train_register_and_write_the_motion_bank(dataset, tmp_path):
 
     assert run_stage("motion_bank", params, root=root, progress=False) == {}
     table = pq.read_table(Layout(root).motion)
-    dim = params.mafe.model.motion_dim
+    dim = params.mafe.bank_dim
+    assert dim == 9 * params.mafe.model.motion_dim  # (ED, ES) + 8 trajectory pairs
+    assert json.loads(table.schema.metadata[b"lfmcdm.bank_times_s"]) == list(params.mafe.bank_times_s)
     assert table.schema.equals(pa.schema([("file_name", pa.string()), ("split", pa.string()),
                                           ("motion", pa.list_(pa.float32(), dim)), ("mafe_version", pa.string())]))
     assert table.num_rows == 8 and len(set(table.column("mafe_version").to_pylist())) == 1

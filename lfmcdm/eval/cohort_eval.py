@@ -40,12 +40,13 @@ class Encoders:
     cavity: object | None  # clip -> cavity area per frame
     phase_cfg: object
     batch_size: int
+    bank_times_s: tuple[float, ...]  # the motion bank's trajectory times (mafe.bank_times_s)
 
     @classmethod
     def load(cls, params: Params, layout: Layout, device) -> "Encoders":
         return cls(encoders.load_reid_model(layout, device), encoders.load_mafe_model(layout, device),
                    encoders.cavity_measure(params.diffusion.motion_eval.cavity), params.pseudo.phase,
-                   params.evaluate.embed_batch)
+                   params.evaluate.embed_batch, params.mafe.bank_times_s)
 
 
 @dataclass
@@ -106,7 +107,7 @@ def real_videos(layout: Layout, splits: tuple[str, ...], bank: dict[str, np.ndar
 def synthetic_features(cohort: Cohort, enc: Encoders, ef_cfg, keep: int, progress: bool) -> tuple[list[SyntheticSample], dict]:
     """Stream the cohort's videos once; keep the first ``keep`` videos whole for the report."""
     samples, examples = [], {}
-    pending_pairs: list[tuple[SyntheticSample, tuple[np.ndarray, np.ndarray]]] = []
+    pending: list[tuple[SyntheticSample, list[tuple[np.ndarray, np.ndarray]]]] = []  # motion pairs, encoded in bulk
     for row, video in tqdm(cohort.videos(), total=len(cohort.manifest), desc="evaluate", unit="video", disable=not progress):
         sample = SyntheticSample(row)
         fps = float(row["fps"])
@@ -115,7 +116,7 @@ def synthetic_features(cohort: Cohort, enc: Encoders, ef_cfg, keep: int, progres
             sample.identity = video_embedding(sample.reid_frames)
         sample.phase = encoders.label_free_phase(video, fps, enc.phase_cfg)
         if sample.phase is not None and enc.mafe is not None:
-            pending_pairs.append((sample, (video[sample.phase[0]].copy(), video[sample.phase[1]].copy())))
+            pending.append((sample, encoders.motion_pairs(video, sample.phase, fps, enc.bank_times_s)))
         if enc.cavity is not None:
             sample.cavity = enc.cavity(video)
         listed = cohort.filelist.get(sample.sample_id)
@@ -124,9 +125,9 @@ def synthetic_features(cohort: Cohort, enc: Encoders, ef_cfg, keep: int, progres
         if len(examples) < keep:
             examples[sample.sample_id] = video
         samples.append(sample)
-    if pending_pairs:
-        vectors = encoders.motion_vectors(enc.mafe, [p for _, p in pending_pairs], enc.batch_size)
-        for (sample, _), vector in zip(pending_pairs, vectors):
+    if pending:
+        vectors = encoders.motion_vectors(enc.mafe, [pairs for _, pairs in pending], enc.batch_size)
+        for (sample, _), vector in zip(pending, vectors):
             sample.motion = vector
     return samples, examples
 

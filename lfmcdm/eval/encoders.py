@@ -6,8 +6,8 @@ features are computed the same way:
 * ReID frame embeddings: :func:`lfmcdm.pseudo.reid.embed_frames` with ``models/reid/``
   (the same encoder wrote ``data/interim/reid/``);
 * label-free ED/ES: :func:`lfmcdm.pseudo.phase.estimate_phase` (what ingest stores in videos.parquet);
-* MAFE motion vectors: the motion bank's encoding (``lfmcdm.models.motion_vectors``: frames to
-  [0, 1], padded to the stride, ``encode`` then ``motion_vector`` of the (ED, ES) pair);
+* MAFE motion vectors: the motion bank's encoding (``lfmcdm.models.motion_vectors``: the
+  trajectory pairs from the label-free ED at ``mafe.bank_times_s``, encoded and concatenated);
 * cavity area: :func:`lfmcdm.eval.cavity.cavity_areas` (the diffusion stage's motion_area_r measurement).
 
 A missing model folder yields ``None`` so the stage can report the dependent metrics as null.
@@ -58,22 +58,18 @@ def label_free_phase(video: np.ndarray, fps: float, cfg) -> tuple[int, int] | No
     return (int(estimate.ed), int(estimate.es)) if estimate.ok else None
 
 
-@torch.no_grad()
-def motion_vectors(model, pairs: list[tuple[np.ndarray, np.ndarray]], batch_size: int) -> np.ndarray:
-    """MAFE motion vector ``(N, motion_dim)`` of each (ED, ES) uint8 frame pair, as the motion bank encodes them."""
-    from lfmcdm.models.motion_vectors import to_tensor
+def motion_pairs(video: np.ndarray, phase: tuple[int, int], fps: float, times_s) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (ED, partner) frame pairs of a video, as the motion bank takes them from a real clip."""
+    from lfmcdm.models.motion_vectors import trajectory_pairs
 
-    if not pairs:
-        return np.zeros((0, model.config.motion_dim), np.float32)
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        a = model.pad_to_stride(to_tensor([np.asarray(p[0]) for p in chunk], device))
-        b = model.pad_to_stride(to_tensor([np.asarray(p[1]) for p in chunk], device))
-        out.append(model.motion_vector(model.encode(a, b)).float().cpu().numpy())
-    return np.concatenate(out)
+    return trajectory_pairs(video, phase[0], phase[1], fps, times_s)
+
+
+def motion_vectors(model, videos: list[list[tuple[np.ndarray, np.ndarray]]], batch_size: int) -> np.ndarray:
+    """Motion-bank vector ``(N, bank_dim)`` of each video's :func:`motion_pairs`, encoded as the bank is."""
+    from lfmcdm.models.motion_vectors import motion_trajectories
+
+    return motion_trajectories(model, videos, len(videos), batch_size, next(model.parameters()).device)
 
 
 def cavity_measure(cfg) -> Callable[[np.ndarray], np.ndarray]:

@@ -107,3 +107,18 @@ class MafeConfig(Section):
     eval_batch_size: int = Field(16, ge=1)
     probe_folds: int = Field(5, ge=2)
     probe_alphas: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)
+    # motion bank: the trajectory (ED, ES), (ED, ED + t) for these t, one motion vector per pair, concatenated
+    bank_times_s: tuple[float, ...] = Field(
+        (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0), description="seconds after ED of the frames paired with ED besides ES; () = the (ED, ES) pair only")
+
+    @model_validator(mode="after")
+    def _increasing_times(self) -> "MafeConfig":
+        t = self.bank_times_s
+        if any(x <= 0 for x in t) or any(b <= a for a, b in zip(t, t[1:])):
+            raise ValueError(f"bank_times_s must be positive and increasing, got {list(t)}")
+        return self
+
+    @property
+    def bank_dim(self) -> int:
+        """Size of a motion-bank vector: one motion vector per (ED, partner) pair."""
+        return (1 + len(self.bank_times_s)) * self.model.motion_dim
