@@ -138,10 +138,30 @@ def _format_error(err: ValidationError, source: str, lines: dict[tuple[str, ...]
     return "\n".join(out)
 
 
+#: Keys dvc.yaml reads from params.yaml's top level (``${synthesis.cohort}`` names its outputs): a profile
+#: that overrode one would make DVC look for outputs the stages never write.
+DVC_TEMPLATED = (("synthesis", "cohort"),)
+
+
+def _check_profiles_keep_dvc_keys(profiles: dict[str, Any], source: str, lines: dict[tuple[str, ...], int]) -> None:
+    for name, overrides in profiles.items():
+        for path in DVC_TEMPLATED:
+            node: Any = overrides
+            for key in path:
+                node = node.get(key) if isinstance(node, dict) else None
+            if node is not None:
+                line = lines.get(("profiles", name, *path))
+                where = f"{source}:{line}" if line else source
+                raise ConfigError(f"{where}: profiles.{name}.{'.'.join(path)}: dvc.yaml reads this key from the top "
+                                  f"level of params.yaml; set it there, not in a profile")
+
+
 def parse_params(raw: dict[str, Any] | None, source: str = PARAMS_FILE, text: str | None = None) -> Params:
     """Validate a raw mapping (already loaded YAML) into :class:`Params`, applying the selected profile."""
     raw = dict(raw or {})
     lines = _key_lines(text) if text else {}
+    if isinstance(raw.get("profiles"), dict):
+        _check_profiles_keep_dvc_keys(raw["profiles"], source, lines)
     profile = raw.get("profile")
     if profile is not None:
         profiles = raw.get("profiles") or {}

@@ -60,3 +60,13 @@ def test_profile_with_unknown_key_is_an_error(tmp_path):
     path.write_text("profile: big\nprofiles:\n  big:\n    phantom: {n_vids: 3}\n")
     with pytest.raises(ConfigError, match="phantom.n_vids"):
         load_params(path)
+
+
+def test_profile_may_not_change_keys_dvc_yaml_templates(tmp_path):
+    # dvc.yaml names the synthesis outputs data/synthetic/${synthesis.cohort} from params.yaml's top level
+    path = tmp_path / "params.yaml"
+    path.write_text("profiles:\n  big:\n    synthesis:\n      cohort: other\n")
+    with pytest.raises(ConfigError, match=r"params.yaml:4: profiles.big.synthesis.cohort: dvc.yaml reads"):
+        load_params(path)
+    path.write_text("synthesis: {cohort: other}\nprofiles:\n  big:\n    synthesis: {n_videos: 3}\n")
+    assert load_params(path).synthesis.cohort == "other"
