@@ -35,7 +35,8 @@ CATALOG: tuple[MetricInfo, ...] = (
        "the same distance for held-out real videos: what 'indistinguishable from real' scores", "lower"),
     _M("frechet_mafe_motion_distance", "Quality (Fréchet distances)", "MAFE motion: synthetic vs real",
        "Fréchet distance between MAFE motion vectors of real reference videos (motion bank) and of synthetic videos "
-       "(same MAFE, on each video's label-free ED/ES pair); few vectors in many dimensions: noisy, compare with the floor",
+       "(same MAFE, each video's motion trajectory from its label-free ED); few vectors in many dimensions: "
+       "noisy, compare with the floor",
        "lower"),
     _M("frechet_mafe_motion_distance_heldout_real", "Quality (Fréchet distances)", "MAFE motion: held-out real vs real",
        "the same distance for held-out real videos", "lower"),

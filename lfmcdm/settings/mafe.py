@@ -109,7 +109,8 @@ class MafeConfig(Section):
     probe_alphas: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)
     # motion bank: the trajectory (ED, ES), (ED, ED + t) for these t, one motion vector per pair, concatenated
     bank_times_s: tuple[float, ...] = Field(
-        (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0), description="seconds after ED of the frames paired with ED besides ES; () = the (ED, ES) pair only")
+        (0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0),
+        description="seconds after ED of the frames paired with ED besides ES; () = the (ED, ES) pair only")
 
     @model_validator(mode="after")
     def _increasing_times(self) -> "MafeConfig":
