@@ -317,3 +317,9 @@ def test_stages_train_register_and_write_the_motion_bank(dataset, tmp_path):
     mtime = Layout(root).motion.stat().st_mtime_ns
     run_stage("motion_bank", params, root=root, progress=False)  # unchanged model and videos: no rewrite
     assert Layout(root).motion.stat().st_mtime_ns == mtime
+    shorter = params.model_copy(update={"mafe": params.mafe.model_copy(update={"bank_times_s": (0.2,)})})
+    run_stage("motion_bank", shorter, root=root, progress=False)  # other trajectory: re-encoded
+    table = pq.read_table(Layout(root).motion)
+    assert table.schema.field("motion").type.list_size == 2 * params.mafe.model.motion_dim
+    head = np.array(table.column("motion").to_pylist(), dtype=np.float32)[:, : params.mafe.model.motion_dim]
+    np.testing.assert_allclose(head, motion[:, : params.mafe.model.motion_dim], rtol=1e-4, atol=1e-5)  # (ED, ES) first
