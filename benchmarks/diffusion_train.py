@@ -29,7 +29,8 @@ MOTION_BANK_SIZE = 64  # random motion vectors: only their statistics feed the c
 
 
 class RandomWindows:
-    """Stands in for ``LatentWindows``: same batch layout, random values, and a clock per draw."""
+    """Stands in for ``LatentWindows``: same batch layout (motion vectors of the bank's size), random
+    values, and a clock per draw."""
 
     def __init__(self, n_frames: int, channels: int, size: int, motion_dim: int, seed: int):
         self.shape = (n_frames, channels, size, size)
@@ -52,8 +53,8 @@ def run(params, precision: str, steps: int, warmup: int, device: str, batch_size
     """Train ``warmup + steps`` steps in ``precision``; time the last ``steps``."""
     cfg = params.diffusion.model_copy(update={"steps": warmup + steps, "checkpoint_every": 10**9, "log_every": 10**9,
                                               "batch_size": batch_size or params.diffusion.batch_size})
-    latent_size = params.data.frame_size // 2 ** (len(params.vae.block_out_channels) - 1)
-    data = RandomWindows(cfg.n_frames, params.vae.latent_channels, latent_size, params.mafe.model.motion_dim, params.seed)
+    latent_size = params.vae.latent_size(params.data.frame_size)
+    data = RandomWindows(cfg.n_frames, params.vae.latent_channels, latent_size, params.mafe.bank_dim, params.seed)
     train_cfg = TrainConfig(device=device, mixed_precision=precision)
     on_cuda = resolve_device(train_cfg).type == "cuda"
     if on_cuda:

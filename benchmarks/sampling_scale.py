@@ -19,7 +19,7 @@ import torch
 
 from lfmcdm.config import TrainConfig, load_params
 from lfmcdm.models.unet import time_ids
-from lfmcdm.models.vae import build_vae
+from lfmcdm.models.vae import build_vae, latent_shape
 from lfmcdm.synth.pipeline import MCDMPipeline
 from lfmcdm.train.diffusion import build_mcdm, make_noise_scheduler
 from lfmcdm.train.runtime import resolve_device
@@ -31,7 +31,7 @@ MOTION_BANK_SIZE = 64  # random motion vectors: only their statistics feed the c
 def random_pipeline(params, device: torch.device) -> MCDMPipeline:
     """The profile's MCDM + VAE, randomly initialised, as one sampling pipeline."""
     d, frame = params.diffusion, params.data.frame_size
-    latent_size = frame // 2 ** (len(params.vae.block_out_channels) - 1)
+    latent_size = params.vae.latent_size(frame)
     torch.manual_seed(params.seed)
     motions = np.random.default_rng(params.seed).standard_normal((MOTION_BANK_SIZE, params.mafe.bank_dim))
     model = build_mcdm(d, params.vae.latent_channels, latent_size, motions.astype(np.float32))
@@ -51,9 +51,8 @@ def main() -> None:
     device = resolve_device(TrainConfig(device=args.device))
     pipe = random_pipeline(params, device)
     d = params.diffusion
-    c = params.vae.latent_channels
-    h = params.data.frame_size // 2 ** (len(params.vae.block_out_channels) - 1)
-    refs = torch.randn(args.videos, c, h, h, generator=torch.Generator().manual_seed(params.seed))
+    shape = latent_shape(pipe.vae)
+    refs = torch.randn(args.videos, *shape, generator=torch.Generator().manual_seed(params.seed))
     motion = np.random.default_rng(params.seed + 1).standard_normal((args.videos, params.mafe.bank_dim))
     guidance = d.motion_eval.guidance
     pipe(refs[:1], motion[:1], seeds=[0], sampler="dpmsolver++", steps=2, guidance=guidance)  # warm-up, untimed

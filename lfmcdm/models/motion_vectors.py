@@ -26,6 +26,13 @@ def to_tensor(frames: list[np.ndarray], device: torch.device | str = "cpu") -> t
     return torch.from_numpy(np.stack(frames)).to(device=device, dtype=torch.float32).unsqueeze(1) / PIXEL_MAX
 
 
+def _encode(model: MAFE, firsts: list[np.ndarray], seconds: list[np.ndarray], device: torch.device | str):
+    """MAFE features of uint8 frame pairs: frames to [0, 1], padded to the model's stride, encoded."""
+    a = model.pad_to_stride(to_tensor(firsts, device))
+    b = model.pad_to_stride(to_tensor(seconds, device))
+    return model.encode(a, b)
+
+
 @torch.no_grad()
 def encode_pairs(model: MAFE, layout: Layout, refs: list[PairRef], batch_size: int, device: torch.device | str = "cpu",
                  progress: bool = False, desc: str = "encode") -> tuple[np.ndarray, np.ndarray]:
@@ -35,9 +42,7 @@ def encode_pairs(model: MAFE, layout: Layout, refs: list[PairRef], batch_size: i
     starts = range(0, len(refs), batch_size)
     for start in tqdm(starts, desc=desc, unit="batch", disable=not progress):
         chunk = [pair_frames(layout, ref) for ref in refs[start : start + batch_size]]
-        a = model.pad_to_stride(to_tensor([c[0] for c in chunk], device))
-        b = model.pad_to_stride(to_tensor([c[1] for c in chunk], device))
-        features = model.encode(a, b)
+        features = _encode(model, [c[0] for c in chunk], [c[1] for c in chunk], device)
         motion.append(model.motion_vector(features).float().cpu().numpy())
         appearance.append(model.appearance_vector(features).float().cpu().numpy())
     dim_m, dim_a = model.config.motion_dim, model.appearance_vector_dim
@@ -66,9 +71,8 @@ def trajectory_pairs(clip: np.ndarray, ed: int, es: int, fps: float, times_s: Se
 @torch.no_grad()
 def encode_frame_pairs(model: MAFE, pairs: list[FramePair], device: torch.device | str) -> np.ndarray:
     """MAFE motion vectors ``(N, motion_dim)`` of uint8 frame pairs (one forward pass)."""
-    a = model.pad_to_stride(to_tensor([p[0] for p in pairs], device))
-    b = model.pad_to_stride(to_tensor([p[1] for p in pairs], device))
-    return model.motion_vector(model.encode(a, b)).float().cpu().numpy()
+    features = _encode(model, [p[0] for p in pairs], [p[1] for p in pairs], device)
+    return model.motion_vector(features).float().cpu().numpy()
 
 
 @torch.no_grad()

@@ -48,6 +48,10 @@ class VaeConfig(Section):
                              f"entry, not {bad}")
         return self
 
+    def latent_size(self, frame_size: int) -> int:
+        """Side of a frame's latent: each block after the first halves the resolution."""
+        return frame_size // 2 ** (len(self.block_out_channels) - 1)
+
 
 class LatentsConfig(Section):
     """Encoding every clip once into ``data/processed/latents``."""

@@ -27,7 +27,6 @@ from lfmcdm.train.checkpoint import load_checkpoint, save_checkpoint
 from lfmcdm.train.video_windows import LatentWindows
 
 
-
 def make_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
     """The training noise schedule (samplers are built from its config, so they always agree)."""
     return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,

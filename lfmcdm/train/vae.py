@@ -26,7 +26,6 @@ from lfmcdm.train.accel import (SEED_SPACE, StepLoop, fingerprint, log_curve, ma
 from lfmcdm.train.checkpoint import load_checkpoint, save_checkpoint
 
 
-
 @dataclass
 class FrameSource:
     """Frames of a set of clips, read from memory-mapped ``.npy`` files on demand."""
