@@ -1,22 +1,40 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Both install exactly requirements.lock (every package pinned, with hashes) into .venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
+LOCK := requirements.lock
+LOCK_PYTHON := 3.11
 export PATH := $(BIN):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test install mlflow-ui clean-outputs
+.PHONY: demo test install lock clean-venv mlflow-ui clean-outputs
 
-$(VENV)/.installed: pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0          # CPU wheel; a plain `torch` pulls a multi-GB CUDA build
-	$(BIN)/pip install -q -e '.[dev]'
+# The lock is resolved for CPython $(LOCK_PYTHON) on Linux x86_64 with the CPU build of torch 2.13.0.
+# pip-sync removes whatever the lock does not name, so an old .venv ends up exactly like a new one.
+$(VENV)/.installed: $(LOCK) pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v == "$(LOCK_PYTHON)" else \
+		f"$(LOCK) is for Python $(LOCK_PYTHON), .venv has {v}: make clean-venv, then PYTHON=python$(LOCK_PYTHON) make ...")'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip-sync -q $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 install: $(VENV)/.installed
+
+# Re-resolve the lock from pyproject.toml's ranges. `make lock UPGRADE=sqlalchemy` moves one package;
+# `make lock UPGRADE=--all` moves everything. Commit requirements.lock with the change that needed it.
+lock: $(VENV)/.installed
+	$(BIN)/pip-compile -q --extra dev --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links -o $(LOCK) \
+		$(if $(filter --all,$(UPGRADE)),--upgrade,$(foreach p,$(UPGRADE),--upgrade-package $(p))) pyproject.toml
+
+clean-venv:                        ## remove the virtual environment (the next make re-creates it from the lock)
+	rm -rf $(VENV)
 
 demo: $(VENV)/.installed          ## run the whole pipeline on the phantom dataset via DVC
 	LFMCDM_PIPELINE_ID=demo-$$(date +%Y%m%d-%H%M%S) dvc repro
@@ -25,10 +43,10 @@ demo: $(VENV)/.installed          ## run the whole pipeline on the phantom datas
 	@echo "MLflow UI:  make mlflow-ui   (runs + registered models in ./mlflow.db)"
 
 test: $(VENV)/.installed
-	pytest -q
+	pytest -q $(PYTEST_ARGS)
 
 mlflow-ui: $(VENV)/.installed
-	mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --port $(or $(PORT),5000)
 
 clean-outputs:                     ## remove pipeline outputs (keeps the venv)
 	rm -rf data/raw/phantom data/interim/* data/processed/* data/synthetic/* models checkpoints metrics reports mlflow.db mlartifacts dvc.lock

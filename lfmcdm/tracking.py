@@ -22,10 +22,15 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls fr
 PIPELINE_ENV = "LFMCDM_PIPELINE_ID"
 PARENT_TAG = "mlflow.parentRunId"
 
+#: The user's own MLFLOW_TRACKING_URI, read before anything here points MLflow somewhere: MLflow 3's
+#: ``set_tracking_uri`` writes the variable back into ``os.environ``, so reading it later would make
+#: the first project tracked in a process capture every later one (another root, another test).
+USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
 
 def tracking_uri(cfg: TrackingConfig, root: Path) -> str:
     """The tracking URI, with a relative sqlite path anchored at the repository root."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    uri = USER_TRACKING_URI or cfg.tracking_uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
         uri = prefix + str((Path(root) / uri[len(prefix):]).resolve())

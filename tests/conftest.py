@@ -13,6 +13,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # tests track into their own tmp sqlite
 
+import lfmcdm.tracking  # noqa: E402,F401 - reads the (now unset) user tracking URI before any test sets one
 from lfmcdm.config import Params, parse_params  # noqa: E402
 from lfmcdm.data import phantom  # noqa: E402
 
@@ -76,6 +77,79 @@ def run_ok(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
     proc = subprocess.run(cmd, cwd=cwd, env=env or subprocess_env(), capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_home_state(tmp_path_factory):
+    """Nothing a test runs reads or writes the user's HOME: Prefect and DVC get homes of their own."""
+    prefect_home = tmp_path_factory.mktemp("prefect-home")
+    saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    os.environ["PREFECT_HOME"] = str(prefect_home)
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory) -> str:
+    """One real Prefect API server for the session (``prefect server start`` on loopback); yields its URL.
+
+    Every flow under test talks to it, as a deployment would; one flow subprocess per test starting its
+    own ephemeral server was slow and flaky on 2 busy cores ("Timed out ... ephemeral Prefect API").
+    """
+    import subprocess
+    import time
+    import urllib.request
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = subprocess_env()
+    env.update(PREFECT_HOME=str(tmp_path_factory.mktemp("prefect-server")), PREFECT_UI_ENABLED="false",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    log = tmp_path_factory.mktemp("prefect-log") / "server.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, f"prefect server exited ({server.returncode}):\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"prefect server not healthy after 180 s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture()
+def prefect_env(prefect_server, tmp_path) -> dict[str, str]:
+    """Environment for a flow subprocess: this venv, the session's Prefect server, a Prefect home of its own."""
+    env = subprocess_env()
+    env.update(PREFECT_API_URL=prefect_server, PREFECT_HOME=str(tmp_path / "prefect-home"))
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from .conftest import PIPELINE, REPO, make_project, run_ok, subprocess_env
+from .conftest import PIPELINE, REPO, make_project, run_ok
 
 pytestmark = pytest.mark.e2e
 
@@ -93,11 +93,10 @@ def test_dvc_is_up_to_date_and_tracked(dvc_project):
     assert client.get_model_version_by_alias("lfmcdm-mcdm", "champion")
 
 
-def test_prefect_flow_end_to_end(tmp_path):
+def test_prefect_flow_end_to_end(tmp_path, prefect_env):
     """The Prefect pipeline flow runs the same stages (here the data stages, to keep CI short)."""
     root = make_project(tmp_path / "project")
-    env = subprocess_env()
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    env = prefect_env
     stages = ["phantom", "ingest", "pseudo_labels"]
     proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "--params", "params.yaml", "--root", ".",
                            "--stages", *stages], cwd=root, env=env, capture_output=True, text=True)
@@ -107,3 +106,19 @@ def test_prefect_flow_end_to_end(tmp_path):
     assert len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1
     assert all(r.data.tags["lfmcdm.pipeline_id"].startswith("prefect-") for r in children)
     assert sorted(r.data.tags["lfmcdm.stage"] for r in children) == sorted(stages)
+    # the run is on the Prefect server, completed, with one task run per stage
+    flow_runs = _prefect_post(env["PREFECT_API_URL"], "flow_runs/filter",
+                              {"flow_runs": {"id": {"any_": [children[0].data.tags["lfmcdm.pipeline_id"][8:]]}}})
+    assert [r["state_type"] for r in flow_runs] == ["COMPLETED"]
+    task_runs = _prefect_post(env["PREFECT_API_URL"], "task_runs/filter",
+                              {"flow_runs": {"id": {"any_": [flow_runs[0]["id"]]}}})
+    assert sorted(r["name"] for r in task_runs) == sorted(stages)
+
+
+def _prefect_post(api: str, path: str, body: dict) -> list[dict]:
+    import urllib.request
+
+    request = urllib.request.Request(f"{api}/{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        return json.loads(resp.read())

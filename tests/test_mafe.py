@@ -301,8 +301,11 @@ def test_stages_train_register_and_write_the_motion_bank(dataset, tmp_path):
     assert set(metrics) == {"val_psnr", "val_psnr_average_baseline", "val_ssim", "ef_probe_r2_motion", "ef_probe_r2_appearance"}
     assert metrics["val_psnr"] > 10 and metrics["val_psnr_average_baseline"] > 10
     assert (root / "metrics/mafe.json").exists() and (root / "models/mafe/model.safetensors").exists()
-    tracking.setup(params.tracking, root)
-    assert str(MlflowClient().get_model_version_by_alias("lfmcdm-mafe", "champion").version) == "1"
+    client = MlflowClient(tracking.tracking_uri(params.tracking, root))
+    assert tracking.tracking_uri(params.tracking, root) == f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    champion = client.get_model_version_by_alias("lfmcdm-mafe", "champion")
+    assert client.get_run(champion.run_id).data.tags["lfmcdm.stage"] == "train_mafe"  # what this stage registered
+    assert [v.version for v in client.search_model_versions("name = 'lfmcdm-mafe'")] == [champion.version]
 
     assert run_stage("motion_bank", params, root=root, progress=False) == {}
     table = pq.read_table(Layout(root).motion)

@@ -77,7 +77,7 @@ def test_privacy_filter_rejects_a_copied_training_video(dvc_project):
     assert other[0] < score[0]  # ...and scores above an unseen patient
 
 
-def test_cohort_flow_dask_matches_threads(dvc_project, tmp_path):
+def test_cohort_flow_dask_matches_threads(dvc_project, tmp_path, prefect_env):
     """The Prefect cohort flow on a local Dask cluster (2 workers) writes the same manifest as threads."""
     copy = tmp_path / "copy"
     shutil.copytree(dvc_project, copy, symlinks=True)
@@ -85,8 +85,7 @@ def test_cohort_flow_dask_matches_threads(dvc_project, tmp_path):
     for root, extra in ((dvc_project, []), (copy, ["--dask"])):
         # Dask workers run torch on one thread; pin it for both runners so float reductions agree
         params = _params_file(root, "flow", torch_threads=1, cohort="flow", n_videos=4, shard_size=1)
-        env = subprocess_env()
-        env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+        env = prefect_env
         proc = subprocess.run([sys.executable, "-m", "flows.cohort", "--params", params, *extra], cwd=root, env=env,
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
