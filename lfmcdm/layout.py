@@ -1,4 +1,4 @@
-"""The on-disk data contract (DESIGN.md), defined once: every stage, test and flow asks here.
+"""The on-disk data contract (docs/design.md), defined once: every stage, test and flow asks here.
 
 Paths are relative to the repository (or test) root so the same code serves the demo, CI's
 temporary folders and a cluster checkout.

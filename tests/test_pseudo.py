@@ -108,7 +108,7 @@ def test_flow_direction_and_contract_order(rendered):
     flows = video_flows(clip, ed, es)
     assert flows.shape == (4, spec.size, spec.size, 2) and flows.dtype == np.float16
     mid = (ed + es) // 2
-    contract = [(ed, es), (es, ed), (mid, ed), (mid, es)]  # DESIGN.md, spelled out here on purpose
+    contract = [(ed, es), (es, ed), (mid, ed), (mid, es)]  # docs/design.md, spelled out here on purpose
     assert flow_pairs(ed, es) == contract
     for k, (a, b) in enumerate(contract):
         true, mask = phantom.true_flow(spec, a, b)

@@ -14,7 +14,7 @@ import numpy as np
 from lfmcdm.data.tables import load_array, load_clip
 from lfmcdm.layout import Layout
 
-FLOW_MID_TO_ED, FLOW_MID_TO_ES = 2, 3  # indices in data/interim/flow/<name>.npy (DESIGN.md contract)
+FLOW_MID_TO_ED, FLOW_MID_TO_ES = 2, 3  # indices in data/interim/flow/<name>.npy (docs/design.md contract)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Reading the pipeline's own tables and arrays (the data contracts of DESIGN.md)."""
+"""Reading the pipeline's own tables and arrays (the data contracts of docs/design.md)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ class StageInfo:
     name: str
     sections: tuple[str, ...]
     help: str
-    metrics: str | None = None  # metrics/<metrics>.json (DESIGN.md's metrics contract); None = none
+    metrics: str | None = None  # metrics/<metrics>.json (docs/design.md's metrics contract); None = none
 
     @property
     def metrics_name(self) -> str:

@@ -36,7 +36,7 @@ TIMES_KEY = b"lfmcdm.bank_times_s"  # schema metadata: the trajectory the vector
 
 
 def motion_schema(dim: int, times_s: tuple[float, ...] | None = None) -> pa.Schema:
-    """The motion bank's contract (DESIGN.md); ``times_s`` is recorded in the schema's metadata."""
+    """The motion bank's contract (docs/design.md); ``times_s`` is recorded in the schema's metadata."""
     schema = pa.schema([("file_name", pa.string()), ("split", pa.string()),
                         ("motion", pa.list_(pa.float32(), dim)), ("mafe_version", pa.string())])
     return schema if times_s is None else schema.with_metadata({TIMES_KEY: json.dumps(list(times_s))})

@@ -1,7 +1,7 @@
 """Stage ``pseudo_labels``: pseudo flow + self-supervised ReID for every usable video, and their quality.
 
 The label-free phase (ED/ES) is computed earlier, by ingest's workers while each clip is in
-memory; this stage reads it from ``videos.parquet`` and only *measures* it. Outputs (DESIGN.md):
+memory; this stage reads it from ``videos.parquet`` and only *measures* it. Outputs (docs/design.md):
 ``data/interim/flow/<name>.npy``, ``data/interim/reid/<name>.npy``, ``models/reid/`` (registered
 as ``lfmcdm-reid``). Output folders are replaced whole, so a video dropped since the last run
 leaves no stale file behind.
