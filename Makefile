@@ -43,7 +43,7 @@ demo: $(VENV)/.installed          ## run the whole pipeline on the phantom datas
 	@echo "MLflow UI:  make mlflow-ui   (runs + registered models in ./mlflow.db)"
 
 test: $(VENV)/.installed
-	pytest -q $(PYTEST_ARGS)
+	pytest $(PYTEST_ARGS)
 
 mlflow-ui: $(VENV)/.installed
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --port $(or $(PORT),5000)

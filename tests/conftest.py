@@ -162,6 +162,15 @@ def dvc_project(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture()
+def dvc_project_copy(dvc_project, tmp_path) -> Path:
+    """A private copy of the toy project, for tests that run stages in it: ``dvc_project`` itself stays
+    exactly as ``dvc repro`` left it, whatever order the tests run in."""
+    copy = tmp_path / "project-copy"
+    shutil.copytree(dvc_project, copy, symlinks=True)
+    return copy
+
+
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory) -> Path:
     """A tiny phantom EchoNet folder, generated once per test session (read-only for tests)."""

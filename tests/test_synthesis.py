@@ -38,8 +38,8 @@ def _comparable(table) -> list[dict]:
                   key=lambda r: r["sample_id"])
 
 
-def test_killed_synthesis_resumes_without_duplicates(dvc_project):
-    root = dvc_project
+def test_killed_synthesis_resumes_without_duplicates(dvc_project_copy):
+    root = dvc_project_copy
     params = _params_file(root, "resume", cohort="resume", n_videos=6, shard_size=1, batch_size=1)
     cmd = [sys.executable, "-m", "lfmcdm.cli", "stage", "synthesize", "--params", params, "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=root, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -77,12 +77,12 @@ def test_privacy_filter_rejects_a_copied_training_video(dvc_project):
     assert other[0] < score[0]  # ...and scores above an unseen patient
 
 
-def test_cohort_flow_dask_matches_threads(dvc_project, tmp_path, prefect_env):
+def test_cohort_flow_dask_matches_threads(dvc_project_copy, tmp_path, prefect_env):
     """The Prefect cohort flow on a local Dask cluster (2 workers) writes the same manifest as threads."""
     copy = tmp_path / "copy"
-    shutil.copytree(dvc_project, copy, symlinks=True)
+    shutil.copytree(dvc_project_copy, copy, symlinks=True)
     manifests = []
-    for root, extra in ((dvc_project, []), (copy, ["--dask"])):
+    for root, extra in ((dvc_project_copy, []), (copy, ["--dask"])):
         # Dask workers run torch on one thread; pin it for both runners so float reductions agree
         params = _params_file(root, "flow", torch_threads=1, cohort="flow", n_videos=4, shard_size=1)
         env = prefect_env
