@@ -91,31 +91,42 @@ def decode(data: bytes) -> str:
     return data.decode("utf-8", errors="surrogateescape")
 
 
-def byte_offset(text: str, char_index: int, bom: bool) -> int:
-    """Offset in the file of ``text[char_index]`` (``text`` = :func:`decode` of the file)."""
-    return len(text[:char_index].encode("utf-8", errors="surrogateescape")) + (len(codecs.BOM_UTF8) if bom else 0)
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", errors="surrogateescape"))
 
 
 class _LineTracker:
-    """Feeds ``csv.reader`` line by line and remembers where each line starts in the text."""
+    """Feeds ``csv.reader`` line by line and remembers where each line starts, in the text and in the file.
 
-    def __init__(self, text: str) -> None:
-        self.starts: list[int] = []
+    Byte offsets are accumulated line by line (linear in the file) so that reporting a bad byte in
+    each of 10^5 rows stays cheap.
+    """
+
+    def __init__(self, text: str, bom: bool) -> None:
+        self.text = text
+        self.starts: list[int] = []  # character index of each line's start
+        self.byte_starts: list[int] = []  # file offset of each line's start
         self._lines = io.StringIO(text, newline="")
-        self._pos = 0
+        self._pos, self._byte = 0, len(codecs.BOM_UTF8) if bom else 0
 
     def __iter__(self) -> Iterator[str]:
         for line in self._lines:
             self.starts.append(self._pos)
+            self.byte_starts.append(self._byte)
             self._pos += len(line)
+            self._byte += _utf8_len(line)
             yield line
+
+    def first_bad_byte(self, line: int) -> int:
+        """File offset of the first undecodable byte at or after the start of ``line`` (1-based)."""
+        start = self.starts[line - 1]
+        at = _UNDECODABLE.search(self.text, start)
+        return self.byte_starts[line - 1] + _utf8_len(self.text[start:at.start()]) if at else -1
 
 
 def parse(path: Path, data: bytes, expected: list[str]) -> CsvTable:
     """Split ``data`` (the bytes of ``path``) into rows; the header must hold every ``expected`` column."""
-    bom = data.startswith(codecs.BOM_UTF8)
-    text = decode(data)
-    lines = _LineTracker(text)
+    lines = _LineTracker(decode(data), bom=data.startswith(codecs.BOM_UTF8))
     reader = csv.reader(lines, strict=False)
     table: CsvTable | None = None
     previous = 0
@@ -125,9 +136,9 @@ def parse(path: Path, data: bytes, expected: list[str]) -> CsvTable:
             if not any(f.strip() for f in fields):
                 continue  # blank line (it still counts for the line numbers that follow)
             if table is None:
-                table = CsvTable(path, _header(path, start, fields, expected, text, lines, bom))
+                table = CsvTable(path, _header(path, start, fields, expected, lines))
                 continue
-            _add_row(table, start, fields, text, lines.starts[start - 1], bom)
+            _add_row(table, start, previous, fields, lines)
     except csv.Error as err:
         raise CsvFormatError(f"{path}:{previous + 1}: unreadable CSV ({err})") from None
     if table is None:
@@ -135,12 +146,10 @@ def parse(path: Path, data: bytes, expected: list[str]) -> CsvTable:
     return table
 
 
-def _header(path: Path, line: int, fields: list[str], expected: list[str], text: str, lines: _LineTracker,
-            bom: bool) -> list[str]:
+def _header(path: Path, line: int, fields: list[str], expected: list[str], lines: _LineTracker) -> list[str]:
     if any(_UNDECODABLE.search(f) for f in fields):
-        at = _UNDECODABLE.search(text, lines.starts[line - 1])
-        offset = byte_offset(text, at.start(), bom) if at else -1
-        raise CsvFormatError(f"{path}:{line}: header is not UTF-8 text (first bad byte at offset {offset})")
+        raise CsvFormatError(f"{path}:{line}: header is not UTF-8 text "
+                             f"(first bad byte at offset {lines.first_bad_byte(line)})")
     header = [h.strip() for h in fields]
     missing = [c for c in expected if c not in header]
     if missing:
@@ -149,17 +158,15 @@ def _header(path: Path, line: int, fields: list[str], expected: list[str], text:
     return header
 
 
-def _add_row(table: CsvTable, line: int, fields: list[str], text: str, start: int, bom: bool) -> None:
+def _add_row(table: CsvTable, line: int, last: int, fields: list[str], lines: _LineTracker) -> None:
     first = fields[0].strip() if fields else ""
-    undecodable = [f for f in fields if _UNDECODABLE.search(f)]
-    if undecodable:
-        at = _UNDECODABLE.search(text, start)
-        offset = byte_offset(text, at.start(), bom) if at else -1
-        table.bad.append(BadRow(line, f"not UTF-8 text (first bad byte at offset {offset})",
+    if any(_UNDECODABLE.search(f) for f in fields):
+        table.bad.append(BadRow(line, f"not UTF-8 text (first bad byte at offset {lines.first_bad_byte(line)})",
                                 _UNDECODABLE.sub("?", first)))
         return
     if len(fields) != len(table.header):
+        spans = f"; the row spans lines {line}-{last} (an unclosed quote?)" if last > line else ""
         table.bad.append(BadRow(line, f"{len(fields)} fields, expected {len(table.header)} "
-                                      f"({', '.join(table.header)})", first))
+                                      f"({', '.join(table.header)}){spans}", first))
         return
     table.rows.append((line, {name: value.strip() for name, value in zip(table.header, fields)}))

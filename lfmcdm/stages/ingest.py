@@ -61,13 +61,17 @@ def screen_rows(filelist: CsvTable) -> tuple[list[echonet.FileRow], list[dict]]:
     return good, rejected
 
 
-def screen_tracings(tracings: CsvTable | None, listed: dict[str, echonet.FileRow]
+def screen_tracings(tracings: CsvTable | None, listed: set[str], good: dict[str, echonet.FileRow]
                     ) -> tuple[list[echonet.TracingRow], list[dict]]:
-    """Row-level checks on VolumeTracings.csv: bad rows and tracings of unknown files are reported, not dropped."""
+    """Row-level checks on VolumeTracings.csv: bad rows and tracings of unknown files are reported, not dropped.
+
+    ``listed``: every name FileList.csv holds; ``good``: its rows that passed (a tracing of a quarantined
+    row is skipped: its file is reported already).
+    """
     if tracings is None:
         return [], []
     rejected = [_rejection(b.first_field, echonet.bad_row_reason(b), tracings.path, b.line) for b in tracings.bad]
-    good, unknown = [], set()
+    rows, unknown = [], set()
     for line, record in tracings.rows:
         row, reason = echonet.parse_tracing(record, line)
         if row is not None and row.file_name not in listed:
@@ -75,13 +79,15 @@ def screen_tracings(tracings: CsvTable | None, listed: dict[str, echonet.FileRow
                 continue  # one report per unknown file, at its first line
             unknown.add(row.file_name)
             row, reason = None, "tracing for a file not in FileList.csv"
-        elif row is not None and row.frame >= listed[row.file_name].n_frames:
-            row, reason = None, f"tracing Frame {row.frame} beyond NumberOfFrames {listed[row.file_name].n_frames}"
+        elif row is not None and row.file_name not in good:
+            continue
+        elif row is not None and row.frame >= good[row.file_name].n_frames:
+            row, reason = None, f"tracing Frame {row.frame} beyond NumberOfFrames {good[row.file_name].n_frames}"
         if row is None:
             rejected.append(_rejection(echonet.normalise_name(record["FileName"]), reason, tracings.path, line))
             continue
-        good.append(row)
-    return good, rejected
+        rows.append(row)
+    return rows, rejected
 
 
 def summary(rejected: list[dict], shown: int = 5) -> str:
@@ -139,7 +145,9 @@ def run(ctx) -> dict:
     report.raise_for_schema(str(filelist.path))
 
     rows, rejected = screen_rows(filelist)
-    traced_rows, bad_tracings = screen_tracings(tracings, {r.file_name: r for r in rows})
+    listed = {echonet.normalise_name(values["FileName"]) for _, values in filelist.rows}
+    listed |= {echonet.normalise_name(bad.first_field) for bad in filelist.bad}
+    traced_rows, bad_tracings = screen_tracings(tracings, listed, {r.file_name: r for r in rows})
     rejected += bad_tracings
     if cfg.max_videos:
         rows = rows[: cfg.max_videos]
