@@ -57,7 +57,7 @@ def check_writable(folder: Path, root: Path) -> None:
 
 
 def check_tracking(uri: str, root: Path) -> None:
-    """A sqlite store must be a database we can take a write lock on; a file store a writable folder."""
+    """A sqlite store must be a writable database in a writable folder; a file store a writable folder."""
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):])
         check_writable(path.parent, root)  # sqlite writes its journal beside the database
@@ -72,12 +72,10 @@ def _check_sqlite(path: Path) -> None:
         raise PreflightError(f"MLflow store {path} is not a regular file")
     if not os.access(path, os.R_OK | os.W_OK):
         raise PreflightError(f"MLflow store {path} is read-only")
-    try:
-        conn = sqlite3.connect(path, timeout=30)
+    try:  # read-only: a write lock here could fail spuriously while another stage holds one
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
-            conn.execute("PRAGMA schema_version").fetchone()
-            conn.execute("BEGIN IMMEDIATE")  # the write lock every run needs; released untouched
-            conn.rollback()
+            conn.execute("PRAGMA schema_version").fetchone()  # "file is not a database" surfaces here
         finally:
             conn.close()
     except sqlite3.Error as err:
