@@ -271,6 +271,13 @@ def filelist_too_large(f: Path) -> Outcome:
     return Outcome(FILELIST, 0, "more than the limit of 1048576 bytes", exit_code=2)
 
 
+def filelist_symlink_outside(f: Path) -> Outcome:
+    outside = f.parent / "FileList-elsewhere.csv"
+    (f / FILELIST).rename(outside)
+    (f / FILELIST).symlink_to(outside)
+    return Outcome(FILELIST, 0, "symlink leaves the dataset folder", exit_code=2)
+
+
 def header_missing_column(f: Path) -> Outcome:
     rewrite(f / FILELIST, lambda ls: [ls[0].replace("EF", "EjectionFraction", 1), *ls[1:]])
     return Outcome(FILELIST, 1, "missing column(s) EF", exit_code=2)
@@ -287,8 +294,8 @@ ROW_CASES = {fn.__name__: fn for fn in [
 #: Cases that refuse the whole file (exit 2, one line) or are valid oddities (exit 0, nothing rejected):
 #: one folder and one ingest each.
 FILE_CASES = {fn.__name__: fn for fn in [
-    non_utf8_header, nothing_kept, filelist_is_fifo, filelist_empty, filelist_too_large, header_missing_column,
-    bom_and_lower_case_split,
+    non_utf8_header, nothing_kept, filelist_is_fifo, filelist_empty, filelist_too_large, filelist_symlink_outside,
+    header_missing_column, bom_and_lower_case_split,
 ]}
 ROW_DATA = {"max_frames": 64}  # too_many_frames; the base videos have at most 48
 FILE_DATA = {"filelist_too_large": {"max_table_mb": 1}}

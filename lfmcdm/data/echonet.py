@@ -7,6 +7,7 @@ error naming the file and the expected columns, a malformed *row* is quarantined
 from __future__ import annotations
 
 import math
+import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,10 @@ def name_problem(name: str) -> str | None:
 def _read(path: Path, expected: list[str], max_bytes: int) -> CsvTable:
     if not path.exists():
         raise EchoNetFormatError(f"{path}: file not found")
+    if path.is_symlink():
+        target, root = os.path.realpath(path), os.path.realpath(path.parent)
+        if os.path.commonpath([target, root]) != root:
+            raise EchoNetFormatError(f"{path}: symlink leaves the dataset folder (-> {target})")
     return parse(path, read_bytes(path, max_bytes), expected)
 
 
