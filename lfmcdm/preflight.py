@@ -43,28 +43,28 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
-def check_writable(folder: Path, root: Path) -> None:
+def check_writable(folder: Path, root: Path, what: str = "output folder") -> None:
     """``folder`` (or, if not there yet, its nearest existing ancestor) is a folder we can create files in."""
     target = _existing_ancestor(folder)
     shown = os.path.relpath(target, root) if target.is_relative_to(root) else str(target)
     if not target.is_dir():
-        raise PreflightError(f"output folder {shown} is not a folder")
+        raise PreflightError(f"{what} {shown} is not a folder")
     try:
         with tempfile.TemporaryFile(dir=target, prefix=".lfmcdm-preflight."):
             pass
     except OSError as err:
-        raise PreflightError(f"output folder {shown} is not writable ({err.strerror or err})") from None
+        raise PreflightError(f"{what} {shown} is not writable ({err.strerror or err})") from None
 
 
 def check_tracking(uri: str, root: Path) -> None:
     """A sqlite store must be a writable database in a writable folder; a file store a writable folder."""
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):])
-        check_writable(path.parent, root)  # sqlite writes its journal beside the database
+        check_writable(path.parent, root, "MLflow store folder")  # sqlite writes its journal beside the database
         if path.exists():
             _check_sqlite(path)
     elif uri.startswith("file:") or "://" not in uri:
-        check_writable(Path(uri.removeprefix("file://").removeprefix("file:")), root)
+        check_writable(Path(uri.removeprefix("file://").removeprefix("file:")), root, "MLflow store folder")
 
 
 def _check_sqlite(path: Path) -> None:

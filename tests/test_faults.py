@@ -3,6 +3,7 @@ stop a stage up front with one line."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -88,18 +89,40 @@ def test_unusable_mlflow_store_stops_ingest_up_front(tmp_path, phantom_dir):
     assert not (tmp_path / "data/interim").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permissions")
-@pytest.mark.parametrize("target, expected", [("data", "output folder data is not writable"),
-                                              ("mlflow.db", "is read-only")])
-def test_read_only_outputs_or_store_stop_ingest_up_front(tmp_path, phantom_dir, target, expected):
-    (tmp_path / "data").mkdir()
-    (tmp_path / "mlflow.db").write_bytes(b"")
-    (tmp_path / target).chmod(0o555 if target == "data" else 0o444)
+@contextlib.contextmanager
+def read_only(path: Path):
+    """Make ``path`` read-only even for root: ``chattr +i`` as root (skipped where unsupported), chmod otherwise."""
+    if os.geteuid() != 0:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            path.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root and chattr +i is unavailable here")
     try:
-        proc = _run(_cli(tmp_path, "ingest", {"echonet_root": str(phantom_dir), "workers": 1}), tmp_path)
+        yield
     finally:
-        (tmp_path / target).chmod(0o755)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and expected in proc.stderr
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("data", "error: stage ingest: pre-flight: output folder data is not writable"),
+    ("mlflow.db", "error: stage ingest: pre-flight: MLflow store {root}/mlflow.db is read-only"),
+])
+def test_read_only_outputs_or_store_stop_ingest_up_front(tmp_path, phantom_dir, target, expected):
+    import sqlite3
+
+    (tmp_path / "data").mkdir()
+    sqlite3.connect(tmp_path / "mlflow.db").execute("CREATE TABLE t (x)").connection.close()
+    cmd = _cli(tmp_path, "ingest", {"echonet_root": str(phantom_dir), "workers": 1})
+    with read_only(tmp_path / target):
+        proc = _run(cmd, tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    message = proc.stderr.strip()
+    assert len(message.splitlines()) == 1 and message.startswith(expected.format(root=tmp_path)), message
+    assert not (tmp_path / "data/interim").exists()
 
 
 def test_atomic_dir_removes_what_killed_writers_left_behind(tmp_path):
