@@ -33,11 +33,11 @@ class ClipJob:
     target_fps: float
     frame_size: int
     min_frames: int
-    phase: PhaseConfig = PhaseConfig()  # label-free ED/ES knobs (params pseudo.phase)
-    dataset_root: str = "."  # symlinks may not lead outside it
-    max_bytes: int = 1 << 28  # data.max_video_mb
-    max_frames: int = 4096  # data.max_frames
-    fps_tolerance: float | None = 0.02  # data.fps_tolerance (relative); None = not compared
+    phase: PhaseConfig  # label-free ED/ES knobs (params pseudo.phase)
+    dataset_root: str  # symlinks may not lead outside it
+    max_bytes: int  # data.max_video_mb, in bytes
+    max_frames: int  # data.max_frames
+    fps_tolerance: float | None  # data.fps_tolerance (relative); None = not compared
 
 
 @dataclass(frozen=True)

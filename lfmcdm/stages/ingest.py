@@ -125,7 +125,7 @@ def _jobs(ctx, src: Path, rows: list[echonet.FileRow]) -> list[ClipJob]:
     cfg = ctx.params.data
     return [
         ClipJob(r.file_name, str(src / "Videos" / f"{r.file_name}.avi"), str(ctx.layout.clip(r.file_name)),
-                r.fps, r.n_frames, cfg.target_fps, cfg.frame_size, cfg.min_frames, ctx.params.pseudo.phase,
+                r.fps, r.n_frames, cfg.target_fps, cfg.frame_size, cfg.min_frames, phase=ctx.params.pseudo.phase,
                 dataset_root=str(src), max_bytes=cfg.max_video_mb << 20, max_frames=cfg.max_frames,
                 fps_tolerance=cfg.fps_tolerance)
         for r in rows
