@@ -36,12 +36,50 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Remove temp/old siblings of ``path`` left by killed writers (their pid is in the name and dead).
+
+    A live writer's temp is never touched; a reused pid only delays the clean-up to a later run.
+    """
+    removed = 0
+    for sibling in path.parent.glob(f".{glob_escape(path.name)}.*"):
+        parts = sibling.name[len(path.name) + 2:].split(".")
+        pid = next((int(p) for p in parts[:2] if p.isdigit()), None)
+        stale = pid is not None and pid != os.getpid() and not _pid_alive(pid)
+        if stale and (sibling.name.endswith(".tmp") or parts[0] == "old"):
+            if sibling.is_dir() and not sibling.is_symlink():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` whole."""
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` whole.
+
+    The temp name carries our pid (``.<name>.<pid>.<random>.tmp``) so the next writer of ``path`` can
+    remove what a killed one left behind (:func:`remove_stale_temps`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         if path.exists():

@@ -28,15 +28,21 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from lfmcdm.config import ConfigError
     from lfmcdm.data.echonet import EchoNetFormatError
     from lfmcdm.data.validation import ValidationFailed
-
+    from lfmcdm.preflight import PreflightError
+    from lfmcdm.stages.ingest import NothingKept
+    from lfmcdm.stages.phantom import PhantomRefused
     from lfmcdm.synth.plan import PlanError
 
-    return (ConfigError, EchoNetFormatError, ValidationFailed, FileNotFoundError, LookupError, PlanError)
+    return (ConfigError, EchoNetFormatError, ValidationFailed, FileNotFoundError, LookupError, PlanError,
+            PreflightError, NothingKept, PhantomRefused)
 
 
 def _fail(exc: Exception) -> None:
     """Print a user error as one line (no traceback) and exit with status 2."""
-    err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    # soft_wrap: one line however long; escape: a hostile file name may contain "[bold]"-like text
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(2) from None
 
 

@@ -11,24 +11,21 @@ tiny CPU demo, the 30-minute quality run and the paper-scale GPU run share one f
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
-from lfmcdm.config_base import Range, Section, SplitFractions
+from lfmcdm.config_base import Range, Section, SplitFractions, non_empty_path
 from lfmcdm.settings.diffusion import DiffusionConfig, LatentsConfig, VaeConfig
 from lfmcdm.settings.evaluate import EvaluateConfig
+from lfmcdm.settings.loader import ConfigError, key_lines, load_yaml
 from lfmcdm.settings.mafe import MafeConfig
 from lfmcdm.settings.pseudo import PseudoConfig
 from lfmcdm.settings.synthesis import SynthesisConfig
 
 PARAMS_FILE = "params.yaml"
-
-
-class ConfigError(ValueError):
-    """Raised for an unreadable, unknown or out-of-range setting; the message names file, line and key."""
 
 
 class PhantomConfig(Section):
@@ -45,6 +42,11 @@ class PhantomConfig(Section):
     splits: SplitFractions = SplitFractions()
     out_dir: str = "data/raw/phantom"
 
+    @field_validator("out_dir")
+    @classmethod
+    def _out_dir_not_empty(cls, value: str) -> str:
+        return non_empty_path(value)
+
 
 class DataConfig(Section):
     """Where the source videos are and how they are normalised on ingest."""
@@ -55,6 +57,15 @@ class DataConfig(Section):
     min_frames: int = Field(32, ge=2)
     max_videos: int | None = Field(None, gt=0)
     workers: int = Field(0, ge=0, description="0 = one per CPU core")
+    max_table_mb: int = Field(64, gt=0, description="FileList.csv / VolumeTracings.csv larger than this are refused")
+    max_video_mb: int = Field(256, gt=0, description="video files larger than this are quarantined unread")
+    max_frames: int = Field(4096, gt=0, description="decoding stops (and the video is quarantined) past this")
+    fps_tolerance: float | None = Field(0.02, ge=0, description="relative; container fps vs FileList FPS; null = off")
+
+    @field_validator("echonet_root")
+    @classmethod
+    def _root_not_empty(cls, value: str | None) -> str | None:
+        return None if value is None else non_empty_path(value)
 
 
 class TrackingConfig(Section):
@@ -74,7 +85,7 @@ class TrainConfig(Section):
 class Params(Section):
     """The whole ``params.yaml``."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="numpy/torch seeds must be non-negative 32-bit")
     profile: str | None = None
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     phantom: PhantomConfig = PhantomConfig()
@@ -94,27 +105,6 @@ class Params(Section):
         return getattr(self, name)
 
 
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Map every mapping key path in a YAML document to its 1-based line number."""
-    lines: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                key_path = path + (str(key_node.value),)
-                lines[key_path] = key_node.start_mark.line + 1
-                walk(value_node, key_path)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines[path + (str(i),)] = item.start_mark.line + 1
-                walk(item, path + (str(i),))
-
-    root = yaml.compose(text)
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
 def _deep_merge(base: dict[str, Any], override: dict[str, Any], path: str) -> dict[str, Any]:
     """Merge ``override`` into ``base`` recursively (unknown keys are caught by validation afterwards)."""
     merged = copy.deepcopy(base)
@@ -127,15 +117,23 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any], path: str) -> di
     return merged
 
 
-def _format_error(err: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
-    out = [f"{source}: invalid configuration"]
+def _where(loc: tuple[str, ...], source: str, lines: dict[tuple[str, ...], int], profile: str | None) -> str:
+    """``file:line: key.path`` for an error at ``loc``: the line that set the value, in the profile if it did."""
+    for n in range(len(loc), 0, -1):
+        if profile is not None and ("profiles", profile, *loc[:n]) in lines:
+            return f"{source}:{lines[('profiles', profile, *loc[:n])]}: profiles.{profile}.{'.'.join(loc)}"
+        if loc[:n] in lines:
+            return f"{source}:{lines[loc[:n]]}: {'.'.join(loc)}"
+    return f"{source}: {'.'.join(loc)}"
+
+
+def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...], int], profile: str | None) -> list[str]:
+    out = []
     for item in err.errors():
         loc = tuple(str(p) for p in item["loc"])
-        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-        where = f"{source}:{line}" if line else source
         got = f" (got {item['input']!r})" if item["type"] != "missing" and not isinstance(item["input"], dict) else ""
-        out.append(f"  {where}: {'.'.join(loc)}: {item['msg']}{got}")
-    return "\n".join(out)
+        out.append(f"  {_where(loc, source, lines, profile)}: {item['msg']}{got}")
+    return out
 
 
 #: Keys dvc.yaml reads from params.yaml's top level (``${synthesis.cohort}`` names its outputs): a profile
@@ -156,26 +154,52 @@ def _check_profiles_keep_dvc_keys(profiles: dict[str, Any], source: str, lines: 
                                   f"level of params.yaml; set it there, not in a profile")
 
 
-def parse_params(raw: dict[str, Any] | None, source: str = PARAMS_FILE, text: str | None = None) -> Params:
-    """Validate a raw mapping (already loaded YAML) into :class:`Params`, applying the selected profile."""
-    raw = dict(raw or {})
-    lines = _key_lines(text) if text else {}
-    if isinstance(raw.get("profiles"), dict):
-        _check_profiles_keep_dvc_keys(raw["profiles"], source, lines)
-    profile = raw.get("profile")
-    if profile is not None:
-        profiles = raw.get("profiles") or {}
-        if profile not in profiles:
-            line = lines.get(("profile",))
-            where = f"{source}:{line}" if line else source
-            raise ConfigError(f"{where}: profile: unknown profile {profile!r} (defined: {', '.join(profiles) or 'none'})")
-        base = Params().model_dump(exclude={"profiles", "profile"})
-        base = _deep_merge(base, {k: v for k, v in raw.items() if k not in ("profiles", "profile")}, "")
-        raw = {**_deep_merge(base, profiles[profile], f"profiles.{profile}"), "profile": profile, "profiles": profiles}
+def _with_profile(raw: dict[str, Any], profiles: dict[str, Any], profile: str) -> dict[str, Any]:
+    """The raw mapping with ``profiles[profile]`` deep-merged over the base sections (over the defaults)."""
+    base = Params().model_dump(mode="json", exclude={"profiles", "profile"})
+    base = _deep_merge(base, {k: v for k, v in raw.items() if k not in ("profiles", "profile")}, "")
+    overrides = profiles[profile] if isinstance(profiles[profile], dict) else {}
+    return {**_deep_merge(base, overrides, f"profiles.{profile}"), "profile": profile, "profiles": profiles}
+
+
+def _validate(raw: dict[str, Any]) -> Params:
+    """Strict validation: JSON-mode strict types, so ``true`` is no int, ``"5"`` no number and lists become tuples."""
     try:
-        return Params.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(_format_error(err, source, lines)) from None
+        text = json.dumps(raw, allow_nan=True, default=str)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"not representable as plain data: {err}") from None
+    return Params.model_validate_json(text, strict=True)
+
+
+def parse_params(raw: dict[str, Any] | None, source: str = PARAMS_FILE, text: str | None = None) -> Params:
+    """Validate a raw mapping (already loaded YAML) into :class:`Params`, applying the selected profile.
+
+    Every profile is validated, selected or not (a typo in ``profiles.paper`` must not wait for the
+    paper run to surface); errors inside a profile point at the profile's line.
+    """
+    raw = dict(raw or {})
+    lines = key_lines(text) if text else {}
+    profiles = raw.get("profiles") if isinstance(raw.get("profiles"), dict) else {}
+    _check_profiles_keep_dvc_keys(profiles, source, lines)
+    profile = raw.get("profile")
+    if profile is not None and (not isinstance(profile, str) or profile not in profiles):
+        line = lines.get(("profile",))
+        where = f"{source}:{line}" if line else source
+        raise ConfigError(f"{where}: profile: unknown profile {profile!r} (defined: {', '.join(profiles) or 'none'})")
+    errors: list[str] = []
+    result: Params | None = None
+    for name in [profile, *(p for p in profiles if p != profile)]:
+        candidate = _with_profile(raw, profiles, name) if name is not None else raw
+        try:
+            params = _validate(candidate)
+        except ValidationError as err:
+            errors += _format_errors(err, source, lines, name)
+            continue
+        if name == profile:
+            result = params
+    if errors or result is None:
+        raise ConfigError("\n".join([f"{source}: invalid configuration", *dict.fromkeys(errors)]))
+    return result
 
 
 def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None = None) -> Params:
@@ -183,14 +207,13 @@ def load_params(path: str | Path = PARAMS_FILE, overrides: dict[str, Any] | None
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: file not found (run from the repository root or pass --params)")
-    text = path.read_text()
     try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    raw = load_yaml(text, str(path)) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
     if overrides:
         raw = _deep_merge(raw, overrides, "overrides")
     return parse_params(raw, source=str(path), text=text)
-

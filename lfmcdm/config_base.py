@@ -6,9 +6,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, objects are immutable."""
+    """Base of every config section: unknown keys are errors, objects are immutable, numbers are finite.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    ``.inf``/``.nan`` (or ``1e400``) are refused everywhere: no knob means "unbounded" by infinity, and an
+    infinite rate or size only overflows later, far from the line that set it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def non_empty_path(value: str) -> str:
+    """A configured path may not be empty: ``""`` would silently mean the current folder (or the phantom)."""
+    if not value.strip():
+        raise ValueError("must be a path (use null for none), not an empty string")
+    return value
 
 
 class Range(Section):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -12,6 +16,31 @@ from tqdm import tqdm
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+ORPHAN_POLL_S = 0.5  # how often a worker checks that its parent is alive (where prctl is unavailable too)
+
+
+def _die_with(parent: int) -> None:
+    """Worker initializer: end this worker when ``parent`` dies, even by ``kill -9`` (no cleanup runs there).
+
+    Linux delivers SIGKILL on the parent's death (``PR_SET_PDEATHSIG``); a daemon thread also watches
+    ``getppid()`` (portable, and covers a parent that died before the prctl call took effect).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(ORPHAN_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 def n_workers(requested: int) -> int:
@@ -29,6 +58,7 @@ def pmap(fn: Callable[[T], R], items: list[T], workers: int, desc: str, progress
 
     Spawned (not forked) workers: the parent may hold MLflow/sqlite handles and threads that must not
     be duplicated. Each task's inputs and outputs are small; bulky arrays are written by the worker.
+    Workers die with the parent (:func:`_die_with`): a killed stage leaves no process behind.
     """
     workers = min(n_workers(workers), max(1, len(items)))
     bar = tqdm(total=len(items), desc=desc, unit="video", disable=not progress)
@@ -39,7 +69,8 @@ def pmap(fn: Callable[[T], R], items: list[T], workers: int, desc: str, progress
             bar.update()
             yield r
     else:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_die_with,
+                                 initargs=(os.getpid(),)) as pool:
             for r in pool.map(fn, items, chunksize=max(1, min(16, len(items) // (workers * 4)))):
                 bar.update()
                 yield r

@@ -100,3 +100,43 @@ def test_true_flow_is_consistent_with_rendering():
     bad = np.abs(wrong_sign - frames[ed])[mask].mean()
     assert mask.sum() > 1000
     assert good < 0.6 * bad
+
+
+def _phantom_stage(root, **overrides):
+    from lfmcdm.layout import Layout
+    from lfmcdm.stages import StageContext
+    from lfmcdm.stages import phantom as phantom_stage
+
+    params = tiny_params(phantom={"n_videos": 2, "size": 32, **overrides.pop("phantom", {})}, **overrides)
+    return phantom_stage.run(StageContext(params=params, layout=Layout(root), progress=False))
+
+
+def test_phantom_stage_refuses_to_replace_a_folder_it_did_not_create(tmp_path):
+    """The reported accident: out_dir data/raw with the real download in data/raw/EchoNet-Dynamic."""
+    import pytest
+
+    from lfmcdm.stages.phantom import PhantomRefused
+
+    real = tmp_path / "data/raw/EchoNet-Dynamic"
+    real.mkdir(parents=True)
+    (real / "FileList.csv").write_text("precious\n")
+    with pytest.raises(PhantomRefused, match="overlaps data.echonet_root"):
+        _phantom_stage(tmp_path, phantom={"out_dir": "data/raw"}, data={"echonet_root": "data/raw/EchoNet-Dynamic"})
+    with pytest.raises(PhantomRefused, match=r"holds 2 file\(s\) the phantom stage did not create"):
+        _phantom_stage(tmp_path, phantom={"out_dir": "data/raw"})  # no echonet_root: still not its folder
+    assert (real / "FileList.csv").read_text() == "precious\n"
+
+
+def test_phantom_stage_replaces_only_its_own_output(tmp_path):
+    import pytest
+
+    from lfmcdm.stages.phantom import MANIFEST, PhantomRefused
+
+    out = tmp_path / "data/raw/phantom"
+    _phantom_stage(tmp_path)
+    assert (out / MANIFEST).exists() and len(list((out / "Videos").glob("*.avi"))) == 2
+    _phantom_stage(tmp_path)  # its own output: replaced without complaint
+    (out / "Videos" / "mine.avi").write_bytes(b"a user's file")
+    with pytest.raises(PhantomRefused, match="Videos/mine.avi"):
+        _phantom_stage(tmp_path)
+    assert (out / "Videos" / "mine.avi").read_bytes() == b"a user's file"

@@ -6,21 +6,28 @@ error naming the file and the expected columns, a malformed *row* is quarantined
 
 from __future__ import annotations
 
-import csv
 import math
+import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from lfmcdm.data.csv_safe import BadRow, CsvTable, parse, read_bytes
+from lfmcdm.data.csv_safe import CsvFormatError as EchoNetFormatError  # noqa: F401 - the name callers catch
 
 FILELIST_COLUMNS = ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split"]
 TRACING_COLUMNS = ["FileName", "X1", "Y1", "X2", "Y2", "Frame"]
 SPLITS = ("TRAIN", "VAL", "TEST")
 NUMERIC_COLUMNS = ["EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames"]
 
-
-class EchoNetFormatError(ValueError):
-    """A table whose structure (not just one row) is wrong."""
+#: Longest FileName (UTF-8 bytes). Files are named after it with a prefix and suffix of up to ~30
+#: bytes (``.<name>.npy.<random>.tmp``, ``<name>.avi``) and a name component may hold 255 bytes.
+MAX_NAME_BYTES = 200
+INT32_MAX = 2**31 - 1  # frame counts, sizes and indices are stored as int32 (videos.parquet)
+MAX_FPS = 1000.0  # no echo machine records faster; larger values are unit errors
+MAX_COORDINATE = 1e6  # tracing coordinates are pixels; beyond this the row is garbage, not a frame
 
 
 def normalise_name(name: str) -> str:
@@ -29,37 +36,47 @@ def normalise_name(name: str) -> str:
     return name[:-4] if name.lower().endswith(".avi") else name
 
 
-def _read_table(path: Path, expected: list[str]) -> pd.DataFrame:
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a file under Videos/ (checked before any filesystem call), or None."""
+    if not name:
+        return "empty FileName"
+    if len(name.encode("utf-8", errors="surrogateescape")) > MAX_NAME_BYTES:
+        return f"FileName is {len(name.encode('utf-8', errors='surrogateescape'))} bytes long (limit {MAX_NAME_BYTES})"
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        return f"unsafe FileName {name!r}: control characters are not allowed"
+    if "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
+        return f"unsafe FileName {name!r}: path components are not allowed"
+    return None
+
+
+def _read(path: Path, expected: list[str], max_bytes: int) -> CsvTable:
     if not path.exists():
         raise EchoNetFormatError(f"{path}: file not found")
-    with open(path, newline="") as f:
-        header = next(csv.reader(f), None)
-    if header is None:
-        raise EchoNetFormatError(f"{path}:1: empty file; expected a header with columns {', '.join(expected)}")
-    header = [h.strip() for h in header]
-    missing = [c for c in expected if c not in header]
-    if missing:
-        raise EchoNetFormatError(
-            f"{path}:1: malformed header {header}; missing column(s) {', '.join(missing)}; "
-            f"expected columns: {', '.join(expected)}"
-        )
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    frame.columns = [c.strip() for c in frame.columns]
-    frame["_line"] = range(2, len(frame) + 2)  # 1-based, after the header, for error messages
-    return frame
+    if path.is_symlink():
+        target, root = os.path.realpath(path), os.path.realpath(path.parent)
+        if os.path.commonpath([target, root]) != root:
+            raise EchoNetFormatError(f"{path}: symlink leaves the dataset folder (-> {target})")
+    return parse(path, read_bytes(path, max_bytes), expected)
 
 
-def read_filelist(root: str | Path) -> pd.DataFrame:
-    """FileList.csv as strings plus a ``_line`` column; numeric parsing happens per row in :func:`row_problems`."""
-    return _read_table(Path(root) / "FileList.csv", FILELIST_COLUMNS)
+def read_filelist(root: str | Path, max_bytes: int) -> CsvTable:
+    """FileList.csv split into well-formed rows (text, with line numbers) and bad ones; see :func:`parse_row`."""
+    return _read(Path(root) / "FileList.csv", FILELIST_COLUMNS, max_bytes)
 
 
-def read_tracings(root: str | Path) -> pd.DataFrame | None:
+def read_tracings(root: str | Path, max_bytes: int) -> CsvTable | None:
     """VolumeTracings.csv (optional in our contract: a dataset without tracings is still usable)."""
     path = Path(root) / "VolumeTracings.csv"
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
-    return _read_table(path, TRACING_COLUMNS)
+    return _read(path, TRACING_COLUMNS, max_bytes)
+
+
+def as_frame(table: CsvTable) -> pd.DataFrame:
+    """The well-formed rows as a string DataFrame with a ``_line`` column (for the GX checks)."""
+    frame = pd.DataFrame([values for _, values in table.rows], columns=table.header, dtype=str)
+    frame["_line"] = [line for line, _ in table.rows]
+    return frame
 
 
 @dataclass(frozen=True)
@@ -78,59 +95,111 @@ class FileRow:
     line: int
 
 
-def _number(value: str) -> float | None:
+def number(text: str, low: float, high: float, integer: bool = False) -> tuple[float | None, str | None]:
+    """Parse ``text`` as a finite number in ``[low, high]`` (a whole one if ``integer``), or say why not.
+
+    The range is checked on the float before any ``int()`` so ``inf`` / ``1e400`` / ``1e10`` are
+    refused here instead of overflowing a conversion or an int32 column later.
+    """
     try:
-        x = float(value)
+        x = float(text)
     except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) else x
+        return None, f"is not a number ({text!r})"
+    if math.isnan(x):
+        return None, f"is not a number ({text!r})"
+    if math.isinf(x):
+        return None, f"is not finite ({text!r})"
+    if not low <= x <= high:
+        return None, f"{x:g} outside [{low:g}, {high:g}]"
+    if integer and x != int(x):
+        return None, f"{x:g} is not a whole number"
+    return x, None
 
 
-def parse_row(row: dict) -> tuple[FileRow | None, str | None]:
+#: FileList's numbers: (low, high, whole number, required).
+FILELIST_BOUNDS = {
+    "EF": (0.0, 100.0, False, True),
+    "ESV": (0.0, 1e6, False, False),
+    "EDV": (0.0, 1e6, False, False),
+    "FrameHeight": (1, INT32_MAX, True, True),
+    "FrameWidth": (1, INT32_MAX, True, True),
+    "FPS": (1e-3, MAX_FPS, False, True),
+    "NumberOfFrames": (1, INT32_MAX, True, True),
+}
+
+
+def parse_row(row: dict, line: int) -> tuple[FileRow | None, str | None]:
     """Validate one FileList row; return the row or the reason it is quarantined."""
     name = normalise_name(row["FileName"])
-    if not name:
-        return None, "empty FileName"
-    if "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
-        return None, f"unsafe FileName {name!r}: path components are not allowed"
-    values = {c: _number(row[c]) for c in NUMERIC_COLUMNS}
-    ef = values["EF"]
-    if ef is None:
-        return None, f"EF is not a number ({row['EF']!r})"
-    if not 0 <= ef <= 100:
-        return None, f"EF {ef} outside [0, 100]"
-    if values["FPS"] is None or values["FPS"] <= 0:
-        return None, f"FPS must be > 0 (got {row['FPS']!r})"
-    for col in ("FrameHeight", "FrameWidth", "NumberOfFrames"):
-        if values[col] is None or values[col] <= 0:
-            return None, f"{col} must be a positive number (got {row[col]!r})"
+    problem = name_problem(name)
+    if problem:
+        return None, problem
+    values: dict[str, float | None] = {}
+    for col, (low, high, integer, required) in FILELIST_BOUNDS.items():
+        text = row[col].strip()
+        if not required and text.lower() in ("", "nan", "na", "n/a"):
+            values[col] = None
+            continue
+        values[col], why = number(text, low, high, integer)
+        if why:
+            return None, f"{col} {why}"
     split = str(row["Split"]).strip().upper()
     if split not in SPLITS:
         return None, f"Split {row['Split']!r} not one of {', '.join(SPLITS)}"
     return FileRow(
-        file_name=name, split=split, ef=ef, esv=values["ESV"], edv=values["EDV"],
+        file_name=name, split=split, ef=values["EF"], esv=values["ESV"], edv=values["EDV"],
         height=int(values["FrameHeight"]), width=int(values["FrameWidth"]), fps=float(values["FPS"]),
-        n_frames=int(values["NumberOfFrames"]), line=int(row["_line"]),
+        n_frames=int(values["NumberOfFrames"]), line=line,
     ), None
 
 
-def traced_phase(tracings: pd.DataFrame) -> dict[str, tuple[int, int]]:
+@dataclass(frozen=True)
+class TracingRow:
+    """One validated VolumeTracings row (a chord of the traced left ventricle in one frame)."""
+
+    file_name: str
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    frame: int
+    line: int
+
+
+def parse_tracing(row: dict, line: int) -> tuple[TracingRow | None, str | None]:
+    """Validate one tracing row: numeric, finite coordinates and a whole, non-negative Frame."""
+    name = normalise_name(row["FileName"])
+    problem = name_problem(name)
+    if problem:
+        return None, problem
+    coords = {}
+    for col in ("X1", "Y1", "X2", "Y2"):
+        coords[col], why = number(row[col], -MAX_COORDINATE, MAX_COORDINATE)
+        if why:
+            return None, f"tracing {col} {why}"
+    frame, why = number(row["Frame"], 0, INT32_MAX, integer=True)
+    if why:
+        return None, f"tracing Frame {why}"
+    return TracingRow(name, coords["X1"], coords["Y1"], coords["X2"], coords["Y2"], int(frame), line), None
+
+
+def bad_row_reason(bad: BadRow) -> str:
+    """A malformed row's reason as written to rejected.parquet."""
+    return f"malformed row: {bad.reason}"
+
+
+def traced_phase(tracings: list[TracingRow]) -> dict[str, tuple[int, int]]:
     """Traced (ED, ES) source-frame indices per file: of the two traced frames, the larger cavity is ED.
 
     Cavity size is approximated by the summed chord lengths (EchoNet's first line per frame is the
     long axis, the rest are chords), which orders the two frames exactly like the traced area.
     """
+    chords: dict[str, dict[int, list[float]]] = {}
+    for t in tracings:
+        chords.setdefault(t.file_name, {}).setdefault(t.frame, []).append(math.hypot(t.x2 - t.x1, t.y2 - t.y1))
     out: dict[str, tuple[int, int]] = {}
-    df = tracings.copy()
-    for col in ("X1", "Y1", "X2", "Y2", "Frame"):
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-    df = df.dropna(subset=["X1", "Y1", "X2", "Y2", "Frame"])
-    df["name"] = df["FileName"].map(normalise_name)
-    df["length"] = ((df.X2 - df.X1) ** 2 + (df.Y2 - df.Y1) ** 2) ** 0.5
-    for name, group in df.groupby("name", sort=False):
-        sizes = {}
-        for frame, lines in group.groupby("Frame", sort=False):
-            sizes[int(frame)] = float(lines["length"].iloc[1:].sum())
+    for name, frames in chords.items():
+        sizes = {frame: float(sum(lengths[1:])) for frame, lengths in frames.items()}
         if len(sizes) >= 2:
             ordered = sorted(sizes, key=sizes.get)
             out[name] = (ordered[-1], ordered[0])

@@ -120,6 +120,8 @@ def typed_filelist(raw: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
     for col in numeric:
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    if "Split" in frame:  # rows accept any case (echonet.parse_row); the file-level check must agree
+        frame["Split"] = frame["Split"].astype(str).str.strip().str.upper()
     return frame
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,27 +16,75 @@ class VideoDecodeError(RuntimeError):
     """A video that cannot be opened or decoded; the message says why."""
 
 
-def read_gray(path: str | Path) -> tuple[np.ndarray, float]:
-    """Decode a whole video to grayscale uint8 ``(T, H, W)`` and return it with its frame rate.
+class VideoRefused(VideoDecodeError):
+    """A readable file refused on purpose (not a video, header fails a check, too many frames)."""
 
-    Decoding straight to ``gray`` lets FFmpeg's swscale do the colour conversion in C, which is
-    both faster and lighter than decoding RGB and averaging in NumPy.
+
+#: Leading bytes of image formats that FFmpeg would happily "decode" as a one-frame video.
+IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+                    b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+@dataclass(frozen=True)
+class VideoHeader:
+    """What the container says before any frame is decoded (0 = not stated)."""
+
+    width: int
+    height: int
+    frames: int
+    fps: float
+    format: str
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The image format ``head`` (a file's first bytes) starts with, if it is a still image."""
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return None
+    return next((kind for magic, kind in IMAGE_SIGNATURES.items() if head.startswith(magic)), None)
+
+
+def _header(container, stream) -> VideoHeader:
+    ctx = stream.codec_context
+    fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+    return VideoHeader(int(ctx.width or 0), int(ctx.height or 0), int(stream.frames or 0), fps, container.format.name)
+
+
+def read_gray(path: str | Path, max_frames: int | None = None,
+              check: Callable[[VideoHeader], str | None] | None = None) -> tuple[np.ndarray, float]:
+    """Decode a video to grayscale uint8 ``(T, H, W)`` and return it with its frame rate.
+
+    ``check`` sees the container header before anything is decoded and may refuse the file (its
+    message becomes the :class:`VideoDecodeError`), so a 1280x720 or 10^6-frame file costs a header
+    read, not its decoded size in memory; decoding also stops past ``max_frames`` frames, whatever
+    the header claimed. Decoding straight to ``gray`` lets FFmpeg's swscale do the colour conversion
+    in C, which is both faster and lighter than decoding RGB and averaging in NumPy.
     """
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoDecodeError("no video stream")
             stream = container.streams.video[0]
+            header = _header(container, stream)
+            if header.format.endswith("_pipe") or header.format == "image2":
+                raise VideoRefused(f"not a video ({header.format} image)")
+            problem = check(header) if check else None
+            if problem:
+                raise VideoRefused(problem)
             stream.thread_type = "AUTO"
-            fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-            frames = [frame.to_ndarray(format="gray") for frame in container.decode(stream)]
+            frames = []
+            for frame in container.decode(stream):
+                if max_frames is not None and len(frames) >= max_frames:
+                    raise VideoRefused(f"more than {max_frames} frames decoded (data.max_frames)")
+                frames.append(frame.to_ndarray(format="gray"))
     except VideoDecodeError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as err:
         raise VideoDecodeError(f"{type(err).__name__}: {err}") from err
     if not frames:
         raise VideoDecodeError("no decodable frames")
-    return np.stack(frames), fps
+    if len({f.shape for f in frames}) > 1:
+        raise VideoDecodeError("frame size changes within the video")
+    return np.stack(frames), header.fps
 
 
 def write_gray(path: str | Path, frames: np.ndarray, fps: float, codec: str = "mjpeg", quality: int = 3) -> None:

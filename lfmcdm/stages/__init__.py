@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lfmcdm import preflight
 from lfmcdm.atomic import write_json
 from lfmcdm.config import Params
 from lfmcdm.layout import Layout
@@ -94,6 +95,7 @@ def run_stage(name: str, params: Params, root: str | Path = ".", progress: bool 
     section_params["seed"] = params.seed
     if not _is_main_process():  # under `accelerate launch`, only rank 0 tracks and writes metrics
         return _clean(module.run(ctx) or {})
+    preflight.run(name, params, ctx.layout)  # outputs writable, tracking store usable: one line if not
     with tracking.stage_run(params.tracking, ctx.root, name, section_params):
         start = time.perf_counter()
         metrics = _clean(module.run(ctx) or {})
