@@ -20,6 +20,15 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 err = Console(stderr=True)
+PROGRESS_HELP = "Draw progress bars on stderr (default: only when stderr is a terminal and CI is unset)."
+
+
+def _progress(flag: bool | None) -> bool:
+    """Bars when asked, else when a person watches: ``dvc repro`` in a terminal shows them, CI logs stay quiet."""
+    import os
+    import sys
+
+    return flag if flag is not None else (sys.stderr.isatty() and not os.environ.get("CI"))
 
 
 
@@ -29,9 +38,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from lfmcdm.data.echonet import EchoNetFormatError
     from lfmcdm.data.validation import ValidationFailed
 
+    from lfmcdm.synth.pipeline import ModelMismatchError
     from lfmcdm.synth.plan import PlanError
 
-    return (ConfigError, EchoNetFormatError, ValidationFailed, FileNotFoundError, LookupError, PlanError)
+    return (ConfigError, EchoNetFormatError, ValidationFailed, FileNotFoundError, LookupError, PlanError,
+            ModelMismatchError)
 
 
 def _fail(exc: Exception) -> None:
@@ -45,7 +56,7 @@ def stage(
     name: StageName = typer.Argument(..., help="Stage to run."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
     root: Path = typer.Option(Path("."), help="Repository root that data/, models/, metrics/ live under."),
-    progress: bool = typer.Option(True, help="Draw progress bars."),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help=PROGRESS_HELP, show_default=False),
 ) -> None:
     """Run one pipeline stage with the settings in params.yaml."""
     from lfmcdm.config import load_params
@@ -53,7 +64,7 @@ def stage(
 
     try:
         cfg = load_params(params)
-        metrics = run_stage(name.value, cfg, root=root, progress=progress)
+        metrics = run_stage(name.value, cfg, root=root, progress=_progress(progress))
     except _user_errors() as exc:
         _fail(exc)
     for key, value in metrics.items():
@@ -70,7 +81,7 @@ def synthesize(
     guidance: float = typer.Option(None, help="Classifier-free guidance scale."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
     root: Path = typer.Option(Path("."), help="Repository root."),
-    progress: bool = typer.Option(True, help="Draw progress bars."),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help=PROGRESS_HELP, show_default=False),
 ) -> None:
     """Produce a synthetic cohort with settings from params.yaml, overridden by these options."""
     from lfmcdm.config import load_params
@@ -80,7 +91,8 @@ def synthesize(
               "guidance_scale": guidance}
     overrides = {"synthesis": {k: v for k, v in chosen.items() if v is not None}}
     try:
-        metrics = run_stage("synthesize", load_params(params, overrides=overrides), root=root, progress=progress)
+        cfg = load_params(params, overrides=overrides)
+        metrics = run_stage("synthesize", cfg, root=root, progress=_progress(progress))
     except _user_errors() as exc:
         _fail(exc)
     for key, value in metrics.items():
