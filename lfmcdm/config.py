@@ -5,7 +5,9 @@ objects so that a typo or an out-of-range value fails loudly *with the key's pat
 instead of being silently ignored deep inside a training loop.
 
 Profiles: ``profile: quality`` deep-merges ``profiles.quality`` over the base sections, so the
-tiny CPU demo, the 30-minute quality run and the paper-scale GPU run share one file.
+tiny CPU demo, the 30-minute quality run and the paper-scale GPU run share one file. A value set at
+the top level to something other than its built-in default wins over the profile (``dvc exp run -S``
+must mean what it says).
 """
 
 from __future__ import annotations
@@ -127,6 +129,27 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any], path: str) -> di
     return merged
 
 
+_UNSET = object()
+
+
+def _apply_profile(base: dict[str, Any], profile: dict[str, Any], defaults: Any, explicit: Any) -> dict[str, Any]:
+    """Lay ``profile`` over ``base``, except where params.yaml's top level sets a non-default value.
+
+    Explicit values win: ``dvc exp run -S synthesis.n_videos=128`` (or an edit) changes the top level,
+    and a profile that silently replaced it would make ``dvc exp show``/``params diff`` show values that
+    were never used. A profile fills in the values still at their built-in defaults.
+    """
+    merged = copy.deepcopy(base)
+    for key, value in profile.items():
+        default = defaults.get(key, _UNSET) if isinstance(defaults, dict) else _UNSET
+        mine = explicit.get(key, _UNSET) if isinstance(explicit, dict) else _UNSET
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _apply_profile(merged[key], value, default, mine)
+        elif mine is _UNSET or mine == default:
+            merged[key] = value
+    return merged
+
+
 def _format_error(err: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
     out = [f"{source}: invalid configuration"]
     for item in err.errors():
@@ -169,9 +192,10 @@ def parse_params(raw: dict[str, Any] | None, source: str = PARAMS_FILE, text: st
             line = lines.get(("profile",))
             where = f"{source}:{line}" if line else source
             raise ConfigError(f"{where}: profile: unknown profile {profile!r} (defined: {', '.join(profiles) or 'none'})")
-        base = Params().model_dump(exclude={"profiles", "profile"})
-        base = _deep_merge(base, {k: v for k, v in raw.items() if k not in ("profiles", "profile")}, "")
-        raw = {**_deep_merge(base, profiles[profile], f"profiles.{profile}"), "profile": profile, "profiles": profiles}
+        defaults = Params().model_dump(mode="json", exclude={"profiles", "profile"})
+        explicit = {k: v for k, v in raw.items() if k not in ("profiles", "profile")}
+        base = _deep_merge(defaults, explicit, "")
+        raw = {**_apply_profile(base, profiles[profile], defaults, explicit), "profile": profile, "profiles": profiles}
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
