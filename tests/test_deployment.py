@@ -78,3 +78,24 @@ def test_daily_cohort_deployment_runs_on_a_prefect_server(dvc_project, tmp_path,
     manifest = pq.read_table(cohorts[0] / "manifest.parquet").to_pylist()
     assert len(manifest) == 2 and {r["steps"] for r in manifest} == {2}
     assert all((cohorts[0] / r["path"]).exists() for r in manifest)
+
+
+def test_cohort_flow_sends_shards_to_the_dask_cluster_in_params(dvc_project, tmp_path, prefect_env):
+    """`synthesis.dask_address` alone (no CLI flag) sends the shards to that cluster (issue 17)."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    root = tmp_path / "project"
+    shutil.copytree(dvc_project, root, symlinks=True, ignore=shutil.ignore_patterns(".dvc", "synthetic", "checkpoints"))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                      host="127.0.0.1", dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        params["synthesis"].update(cohort="dask", n_videos=2, steps=2, shard_size=1,
+                                   dask_address=cluster.scheduler_address)
+        (root / "params_dask.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        with get_task_stream(client) as stream:
+            proc = subprocess.run([sys.executable, "-m", "flows.cohort", "--params", "params_dask.yaml"], cwd=root,
+                                  env=prefect_env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert len(stream.data) >= 2  # both shards ran on the cluster's worker
+    assert pq.read_table(root / "data/synthetic/dask/manifest.parquet").num_rows == 2
