@@ -20,15 +20,24 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 err = Console(stderr=True)
-PROGRESS_HELP = "Draw progress bars on stderr (default: only when stderr is a terminal and CI is unset)."
+PROGRESS_HELP = ("Progress on stderr (default: bars on a terminal, a status line a minute when stderr is a file, "
+                 "nothing when CI is set).")
+LOG_PROGRESS_INTERVAL_S = 60  # stderr redirected to a log (`nohup dvc repro > log`): one refresh a minute
 
 
 def _progress(flag: bool | None) -> bool:
-    """Bars when asked, else when a person watches: ``dvc repro`` in a terminal shows them, CI logs stay quiet."""
+    """Progress when asked, else whenever someone may watch: ``dvc repro`` in a terminal draws bars, a
+    redirected long run logs a line a minute (tqdm reads ``TQDM_MININTERVAL``), CI (``CI`` set) stays quiet."""
     import os
     import sys
 
-    return flag if flag is not None else (sys.stderr.isatty() and not os.environ.get("CI"))
+    if flag is not None:
+        return flag
+    if os.environ.get("CI"):
+        return False
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_PROGRESS_INTERVAL_S))
+    return True
 
 
 
