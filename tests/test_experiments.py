@@ -33,12 +33,14 @@ def _git_project(dvc_project, dst):
     run_ok(["dvc", "commit", "-f", "-q"], dst)
     # ---
     (dst / ".gitignore").write_text((REPO / ".gitignore").read_text())
+    (dst / ".dvc/.gitignore").write_text("/config.local\n/tmp\n/cache\n")  # `dvc init --no-scm` wrote none
     run_ok(["dvc", "config", "core.no_scm", "false"], dst)  # the session project was `dvc init --no-scm`
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
                 ["git", "config", "user.name", "test"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "base"]):
         run_ok(cmd, dst)
     tracked = run_ok(["git", "ls-files"], dst).split()
     assert "metrics/synthesis.json" in tracked and "dvc.lock" in tracked  # metrics travel with commits
+    assert not any(f.startswith(".dvc/cache") for f in tracked)
     return dst
 
 
@@ -77,8 +79,13 @@ def test_dvc_exp_run_set_param_reruns_synthesis_only_and_shows_metrics(dvc_proje
 
     # a temporary copy of the workspace (no mlflow.db there) reproduces too
     run_ok(["dvc", "exp", "run", "--temp", "-S", "synthesis.guidance_scale=1.5"], root)
-    temp = [m for _, p, m in _experiments(_exp_show(root)) if p.get("synthesis", {}).get("guidance_scale") == 1.5]
-    assert temp and temp[0]["metrics/synthesis.json"]["videos"] == len(manifest)
+    # ...and so does the queue (`--run-all` runs the queued experiments and waits for them)
+    run_ok(["dvc", "exp", "run", "--queue", "-S", "synthesis.guidance_scale=1.25"], root)
+    run_ok(["dvc", "exp", "run", "--run-all"], root)
+    for scale in (1.5, 1.25):
+        found = [m for _, p, m in _experiments(_exp_show(root))
+                 if p.get("synthesis", {}).get("guidance_scale") == scale]
+        assert found and found[0]["metrics/synthesis.json"]["videos"] == len(manifest), scale
 
 
 def _exp_show(root) -> list[dict]:
