@@ -1,7 +1,10 @@
 """Prefect flow producing one synthetic cohort, shards fanned out over a task runner.
 
-Threads by default; a Dask cluster when ``dask_address`` is given (or ``--dask`` starts a local
-one). The work itself is the ``synthesize`` stage: this flow only decides where shards run.
+Threads by default; a Dask cluster when a scheduler address is given (``--dask-address``, the flow
+parameter ``dask_address``, or ``synthesis.dask_address`` in params.yaml, in that order), or
+``--dask`` starts a local one. The work itself is the ``synthesize`` stage: this flow only decides
+where shards run. Shards are idempotent (a finished shard is a file), so a failed one is retried
+``synthesis.shard_retries`` times.
 
     python -m flows.cohort --cohort trial --n 64                    # threads
     python -m flows.cohort --cohort trial --n 64 --dask              # a local Dask cluster
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+from functools import partial
 
 from prefect import flow, task, unmapped
 from prefect.runtime import flow_run
@@ -28,21 +32,41 @@ from lfmcdm.tracking import PIPELINE_ENV
 DAILY_CRON = "0 3 * * *"
 
 
-@task(name="shard", task_run_name="shard-{k}")
+@task(name="shard", task_run_name="shard-{k}", retry_delay_seconds=5)
 def shard_task(job: CohortJob, k: int) -> str:
     """One shard on whichever worker runs it; models load once per worker process."""
     return str(run_shard(job, k, load_cohort_models(job.params, job.root)))
 
 
 def _prefect_shard_map(job: CohortJob, shard_ids: list[int]) -> None:
-    for future in shard_task.map(unmapped(job), shard_ids):
+    """Shards on the current flow's task runner, each retried (a shard is idempotent: rewritten whole)."""
+    retried = shard_task.with_options(retries=job.params.synthesis.shard_retries)
+    for future in retried.map(unmapped(job), shard_ids):
         future.result()
+
+
+@flow(name="lfmcdm-cohort-shards")
+def _shards_flow(job: CohortJob, shard_ids: list[int]) -> None:
+    _prefect_shard_map(job, shard_ids)
+
+
+def _dask_shard_map(address: str, job: CohortJob, shard_ids: list[int]) -> None:
+    """Shards on an existing Dask cluster: a subflow bound to a Dask task runner at ``address``."""
+    from prefect_dask import DaskTaskRunner
+
+    _shards_flow.with_options(task_runner=DaskTaskRunner(address=address))(job, shard_ids)
+
+
+def _shard_map(address: str | None):
+    """Where shards run: the given Dask scheduler, else this flow's own task runner."""
+    return partial(_dask_shard_map, address) if address else _prefect_shard_map
 
 
 @flow(name="lfmcdm-cohort", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
 def cohort(params_path: str = "params.yaml", root: str = ".", cohort_name: str | None = None,
-           n_videos: int | None = None, daily: bool = False) -> dict:
-    """Synthesize one cohort (``daily=True`` names it ``<cohort>-YYYYMMDD``)."""
+           n_videos: int | None = None, daily: bool = False, dask_address: str | None = None) -> dict:
+    """Synthesize one cohort (``daily=True`` names it ``<cohort>-YYYYMMDD``); shards on ``dask_address``
+    (default ``synthesis.dask_address``) when set."""
     os.environ[PIPELINE_ENV] = f"prefect-{flow_run.get_id() or 'local'}"
     base = load_params(params_path).synthesis
     name = cohort_name or base.cohort
@@ -50,17 +74,17 @@ def cohort(params_path: str = "params.yaml", root: str = ".", cohort_name: str |
         name = f"{name}-{dt.date.today():%Y%m%d}"
     overrides = {"synthesis": {"cohort": name, **({"n_videos": n_videos} if n_videos else {})}}
     params = load_params(params_path, overrides=overrides)
-    return run_stage("synthesize", params, root=root, progress=False, shard_map=_prefect_shard_map)
+    address = dask_address or params.synthesis.dask_address
+    return run_stage("synthesize", params, root=root, progress=False, shard_map=_shard_map(address))
 
 
-def with_runner(dask_address: str | None = None, local_dask: bool = False, workers: int = 2):
-    """The cohort flow bound to a task runner: Dask (existing or local cluster) or threads."""
-    if not (dask_address or local_dask):
+def with_runner(local_dask: bool = False, workers: int = 2):
+    """The cohort flow bound to a task runner: a local Dask cluster, or threads (an existing cluster's
+    address is a flow parameter, so deployments honour it too)."""
+    if not local_dask:
         return cohort
     from prefect_dask import DaskTaskRunner
 
-    if dask_address:
-        return cohort.with_options(task_runner=DaskTaskRunner(address=dask_address))
     return cohort.with_options(task_runner=DaskTaskRunner(
         cluster_class="distributed.LocalCluster", cluster_kwargs={"n_workers": workers, "threads_per_worker": 1}))
 
@@ -76,12 +100,14 @@ def main() -> None:
     parser.add_argument("--dask-address", default=None, help="scheduler address of an existing Dask cluster")
     parser.add_argument("--cron", default=DAILY_CRON, help="schedule for `serve`")
     args = parser.parse_args()
-    flow_fn = with_runner(args.dask_address, args.dask)
+    flow_fn = with_runner(args.dask)
     if args.command == "serve":
         flow_fn.serve(name="daily-cohort", cron=args.cron,
-                      parameters={"params_path": args.params, "root": os.path.abspath(args.root), "daily": True})
+                      parameters={"params_path": args.params, "root": os.path.abspath(args.root), "daily": True,
+                                  "dask_address": args.dask_address})
     else:
-        flow_fn(params_path=args.params, root=args.root, cohort_name=args.cohort, n_videos=args.n)
+        flow_fn(params_path=args.params, root=args.root, cohort_name=args.cohort, n_videos=args.n,
+                dask_address=args.dask_address)
 
 
 if __name__ == "__main__":

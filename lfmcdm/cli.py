@@ -20,6 +20,24 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 err = Console(stderr=True)
+PROGRESS_HELP = ("Progress on stderr (default: bars on a terminal, a status line a minute when stderr is a file, "
+                 "nothing when CI is set).")
+LOG_PROGRESS_INTERVAL_S = 60  # stderr redirected to a log (`nohup dvc repro > log`): one refresh a minute
+
+
+def _progress(flag: bool | None) -> bool:
+    """Progress when asked, else whenever someone may watch: ``dvc repro`` in a terminal draws bars, a
+    redirected long run logs a line a minute (tqdm reads ``TQDM_MININTERVAL``), CI (``CI`` set) stays quiet."""
+    import os
+    import sys
+
+    if flag is not None:
+        return flag
+    if os.environ.get("CI"):
+        return False
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_PROGRESS_INTERVAL_S))
+    return True
 
 
 
@@ -31,10 +49,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from lfmcdm.preflight import PreflightError
     from lfmcdm.stages.ingest import NothingKept
     from lfmcdm.stages.phantom import PhantomRefused
+    from lfmcdm.synth.pipeline import ModelMismatchError
     from lfmcdm.synth.plan import PlanError
 
     return (ConfigError, EchoNetFormatError, ValidationFailed, FileNotFoundError, LookupError, PlanError,
-            PreflightError, NothingKept, PhantomRefused)
+            PreflightError, NothingKept, PhantomRefused, ModelMismatchError)
 
 
 def _fail(exc: Exception) -> None:
@@ -51,7 +70,7 @@ def stage(
     name: StageName = typer.Argument(..., help="Stage to run."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
     root: Path = typer.Option(Path("."), help="Repository root that data/, models/, metrics/ live under."),
-    progress: bool = typer.Option(True, help="Draw progress bars."),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help=PROGRESS_HELP, show_default=False),
 ) -> None:
     """Run one pipeline stage with the settings in params.yaml."""
     from lfmcdm.config import load_params
@@ -59,7 +78,7 @@ def stage(
 
     try:
         cfg = load_params(params)
-        metrics = run_stage(name.value, cfg, root=root, progress=progress)
+        metrics = run_stage(name.value, cfg, root=root, progress=_progress(progress))
     except _user_errors() as exc:
         _fail(exc)
     for key, value in metrics.items():
@@ -76,7 +95,7 @@ def synthesize(
     guidance: float = typer.Option(None, help="Classifier-free guidance scale."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
     root: Path = typer.Option(Path("."), help="Repository root."),
-    progress: bool = typer.Option(True, help="Draw progress bars."),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help=PROGRESS_HELP, show_default=False),
 ) -> None:
     """Produce a synthetic cohort with settings from params.yaml, overridden by these options."""
     from lfmcdm.config import load_params
@@ -86,7 +105,8 @@ def synthesize(
               "guidance_scale": guidance}
     overrides = {"synthesis": {k: v for k, v in chosen.items() if v is not None}}
     try:
-        metrics = run_stage("synthesize", load_params(params, overrides=overrides), root=root, progress=progress)
+        cfg = load_params(params, overrides=overrides)
+        metrics = run_stage("synthesize", cfg, root=root, progress=_progress(progress))
     except _user_errors() as exc:
         _fail(exc)
     for key, value in metrics.items():

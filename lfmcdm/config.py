@@ -5,7 +5,9 @@ objects so that a typo or an out-of-range value fails loudly *with the key's pat
 instead of being silently ignored deep inside a training loop.
 
 Profiles: ``profile: quality`` deep-merges ``profiles.quality`` over the base sections, so the
-tiny CPU demo, the 30-minute quality run and the paper-scale GPU run share one file.
+tiny CPU demo, the 30-minute quality run and the paper-scale GPU run share one file. A value set at
+the top level to something other than its built-in default wins over the profile (``dvc exp run -S``
+must mean what it says).
 """
 
 from __future__ import annotations
@@ -117,6 +119,27 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any], path: str) -> di
     return merged
 
 
+_UNSET = object()
+
+
+def _apply_profile(base: dict[str, Any], profile: dict[str, Any], defaults: Any, explicit: Any) -> dict[str, Any]:
+    """Lay ``profile`` over ``base``, except where params.yaml's top level sets a non-default value.
+
+    Explicit values win: ``dvc exp run -S synthesis.n_videos=128`` (or an edit) changes the top level,
+    and a profile that silently replaced it would make ``dvc exp show``/``params diff`` show values that
+    were never used. A profile fills in the values still at their built-in defaults.
+    """
+    merged = copy.deepcopy(base)
+    for key, value in profile.items():
+        default = defaults.get(key, _UNSET) if isinstance(defaults, dict) else _UNSET
+        mine = explicit.get(key, _UNSET) if isinstance(explicit, dict) else _UNSET
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _apply_profile(merged[key], value, default, mine)
+        elif mine is _UNSET or mine == default:
+            merged[key] = value
+    return merged
+
+
 def _where(loc: tuple[str, ...], source: str, lines: dict[tuple[str, ...], int], profile: str | None) -> str:
     """``file:line: key.path`` for an error at ``loc``: the line that set the value, in the profile if it did."""
     for n in range(len(loc), 0, -1):
@@ -155,11 +178,12 @@ def _check_profiles_keep_dvc_keys(profiles: dict[str, Any], source: str, lines: 
 
 
 def _with_profile(raw: dict[str, Any], profiles: dict[str, Any], profile: str) -> dict[str, Any]:
-    """The raw mapping with ``profiles[profile]`` deep-merged over the base sections (over the defaults)."""
-    base = Params().model_dump(mode="json", exclude={"profiles", "profile"})
-    base = _deep_merge(base, {k: v for k, v in raw.items() if k not in ("profiles", "profile")}, "")
+    """The raw mapping with ``profiles[profile]`` laid over the base sections (see :func:`_apply_profile`)."""
+    defaults = Params().model_dump(mode="json", exclude={"profiles", "profile"})
+    explicit = {k: v for k, v in raw.items() if k not in ("profiles", "profile")}
+    base = _deep_merge(defaults, explicit, "")
     overrides = profiles[profile] if isinstance(profiles[profile], dict) else {}
-    return {**_deep_merge(base, overrides, f"profiles.{profile}"), "profile": profile, "profiles": profiles}
+    return {**_apply_profile(base, overrides, defaults, explicit), "profile": profile, "profiles": profiles}
 
 
 def _validate(raw: dict[str, Any]) -> Params:

@@ -21,6 +21,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls fr
 
 PIPELINE_ENV = "LFMCDM_PIPELINE_ID"
 PARENT_TAG = "mlflow.parentRunId"
+CONTENT_TAG = "lfmcdm.content_version"  # sha256:<16 hex> of a registered model folder's files
 
 #: The user's own MLFLOW_TRACKING_URI, read before anything here points MLflow somewhere: MLflow 3's
 #: ``set_tracking_uri`` writes the variable back into ``os.environ``, so reading it later would make
@@ -139,6 +140,9 @@ def register_model(name: str, local_dir: str | Path, aliases: tuple[str, ...] = 
     except MlflowException:
         client.create_registered_model(name)
     version = client.create_model_version(name, source=f"{run.info.artifact_uri}/{name}", run_id=run.info.run_id)
+    from lfmcdm.synth.pipeline import content_version  # what a cohort manifest's *_version names
+
+    client.set_model_version_tag(name, version.version, CONTENT_TAG, content_version(local_dir))
     for alias in aliases:
         client.set_registered_model_alias(name, alias, version.version)
     return version.version

@@ -40,12 +40,32 @@ def test_range_must_be_ordered(tmp_path):
         load_params(path)
 
 
-def test_profile_overrides_base(tmp_path):
+def test_profile_overrides_defaults(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("profile: big\nphantom: {n_videos: 4}\nprofiles:\n  big:\n    phantom: {n_videos: 99}\n")
+    path.write_text("profile: big\nphantom: {n_videos: 48}\nprofiles:\n  big:\n    phantom: {n_videos: 99}\n")
     params = load_params(path)
-    assert params.phantom.n_videos == 99
+    assert params.phantom.n_videos == 99  # the top level holds the default: the profile applies
     assert params.phantom.fps == 50.0  # untouched keys keep their base value
+
+
+def test_explicit_values_win_over_the_profile(tmp_path):
+    """`dvc exp run -S phantom.n_videos=4` under a profile makes 4 videos (issue 17): what exp show says."""
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: big\nphantom: {n_videos: 4, fps: 50.0}\n"
+                    "profiles:\n  big:\n    phantom: {n_videos: 99, fps: 25.0}\n")
+    params = load_params(path)
+    assert params.phantom.n_videos == 4  # explicit (non-default) value wins
+    assert params.phantom.fps == 25.0  # at its default: the profile's value
+
+
+def test_repo_params_top_level_is_the_builtin_defaults():
+    """Profiles apply where the top level holds the default; so params.yaml must spell out the defaults."""
+    from lfmcdm.config import Params
+
+    params = load_params(REPO / "params.yaml")
+    assert params.model_dump(exclude={"profiles", "profile"}) == Params().model_dump(exclude={"profiles", "profile"})
+    quality = load_params(REPO / "params.yaml", {"profile": "quality"})
+    assert quality.synthesis.n_videos == 64 and quality.phantom.n_videos == 160
 
 
 def test_unknown_profile_is_an_error(tmp_path):

@@ -34,8 +34,8 @@ class SynthesisConfig(Section):
     batch_size: int = Field(4, gt=0)
     shard_size: int = Field(8, gt=0)
     privacy_percentile: float = Field(95.0, gt=0, le=100)
-    model_alias: str = "champion"
     codec: Literal["mjpeg", "mpeg4", "libx264"] = "mjpeg"
     splits: CohortSplits = CohortSplits()
     workers: int = Field(1, gt=0, description="shards processed at once (threads) by the stage")
     dask_address: str | None = None  # Prefect cohort flow: scheduler address of a Dask cluster
+    shard_retries: int = Field(2, ge=0, description="Prefect cohort flow: retries of a failed shard (idempotent)")

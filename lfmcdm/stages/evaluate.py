@@ -4,6 +4,8 @@ Inputs: ``data/synthetic/<cohort>/`` (synthesize), the real videos' stored featu
 (videos.parquet, clips, ReID embeddings, motion bank) and models (``models/reid``,
 ``models/mafe``). Outputs: ``metrics/eval.json`` (returned here, written by the stage runner)
 and ``reports/<cohort>/`` (index.html, images, GIFs, DVC plot data), also logged to MLflow.
+The evaluated model set is then registered as ``lfmcdm-generator`` (:mod:`lfmcdm.synth.publish`:
+``champion`` moves only when this evaluation beats the champion's on a comparable measure).
 Everything is recomputed from its inputs, so a re-run gives the same numbers.
 """
 
@@ -37,6 +39,7 @@ def run(ctx) -> dict:
     training = latest_curves(cfg.report.training_stages)
     out = write_report(layout.reports / name, ReportInputs(cohort, evaluation, metrics, layout, cfg.report, training))
     _log_report(out, name, cfg.report.log_to_mlflow)
+    _publish(params, layout, metrics)
     print(f"evaluate: cohort {name!r}: {metrics['synthetic_videos']} videos scored in "
           f"{time.perf_counter() - start:.1f} s; report {out / 'index.html'}")
     return metrics
@@ -48,3 +51,17 @@ def _log_report(folder, name: str, enabled: bool) -> None:
 
     if enabled and mlflow.active_run() is not None:
         mlflow.log_artifacts(str(folder), artifact_path=f"{REPORT_ARTIFACTS}/{name}")
+
+
+def _publish(params, layout, metrics: dict) -> None:
+    """Register the generator the cohort came from (skipped without a trained MCDM or an MLflow run)."""
+    import mlflow
+
+    from lfmcdm.synth.publish import GENERATOR_NAME, publish_generator
+
+    if mlflow.active_run() is None or not (layout.models / "mcdm" / "mcdm.json").exists():
+        print(f"evaluate: {GENERATOR_NAME} not registered (no trained MCDM or no MLflow run)")
+        return
+    done = publish_generator(params, layout, metrics)
+    print(f"evaluate: registered {GENERATOR_NAME} v{done.version}; champion "
+          f"{'moved to it' if done.champion else 'unchanged'} ({done.reason})")

@@ -1,4 +1,9 @@
-"""The trained models behind a cohort, resolved from the MLflow registry by alias.
+"""The trained models behind a cohort, loaded from the pipeline's own ``models/`` outputs.
+
+Synthesis reads the DVC-tracked ``models/`` folders (not the MLflow registry), so ``dvc exp run
+--temp``/``--queue`` - which copy the workspace without ``mlflow.db`` - reproduce it, and a cohort
+always matches the models its DVC lock names. The registry records the same folders (each version
+is tagged with its folder's content hash, the ``*_version`` the manifest carries).
 
 One object per process (cached): Dask workers and threads load the weights once and reuse them.
 CPU results are bit-identical for a given ``train.torch_threads``; Dask workers default to one
@@ -17,16 +22,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from lfmcdm import tracking
 from lfmcdm.config import Params
 from lfmcdm.data.tables import load_array, read_videos
 from lfmcdm.layout import Layout
 from lfmcdm.pseudo.reid import embed_frames, load_reid
-from lfmcdm.synth.pipeline import MCDMPipeline
+from lfmcdm.synth.pipeline import MCDMPipeline, check_pair, content_version
 from lfmcdm.synth.plan import SampleSpec
 from lfmcdm.train.runtime import configure_threads, resolve_device
 
-MODELS = {"mcdm": "lfmcdm-mcdm", "vae": "lfmcdm-vae", "reid": "lfmcdm-reid"}
+MODEL_DIRS = {"mcdm": "mcdm", "vae": "vae", "reid": "reid"}  # under models/
 
 
 @dataclass
@@ -65,13 +69,13 @@ class RegistryModels:
         return embed_frames(self.reid, frames)
 
 
-def _resolve(params: Params, root: Path, key: str, alias: str) -> tuple[Path, str]:
-    """Registry first (``name@alias``); a clear error if the registry has no such model."""
-    try:
-        return tracking.resolve_model(MODELS[key], alias, params.tracking, root)
-    except Exception as err:  # noqa: BLE001 - MLflow raises several types for "not found"
-        raise LookupError(f"model {MODELS[key]}@{alias} not found in the MLflow registry "
-                          f"({tracking.tracking_uri(params.tracking, root)}): {err}") from err
+def _model_dir(layout: Layout, key: str) -> Path:
+    """``models/<key>``, or a clear error naming the stage that writes it."""
+    path = layout.models / MODEL_DIRS[key]
+    if not path.is_dir():
+        stage = {"mcdm": "train_diffusion", "vae": "train_vae", "reid": "pseudo_labels"}[key]
+        raise FileNotFoundError(f"{path}: no trained model; run `lfmcdm stage {stage}` (or `dvc repro`) first")
+    return path
 
 
 @functools.lru_cache(maxsize=2)
@@ -80,9 +84,8 @@ def _load(root: str, params_json: str) -> RegistryModels:
     layout = Layout(Path(root))
     configure_threads(params.train)  # bit-identical videos need the same torch thread count everywhere
     device = resolve_device(params.train)
-    mcdm_dir, mcdm_version = _resolve(params, layout.root, "mcdm", params.synthesis.model_alias)
-    vae_dir, vae_version = _resolve(params, layout.root, "vae", "latest")
-    reid_dir, reid_version = _resolve(params, layout.root, "reid", "champion")
+    mcdm_dir, vae_dir, reid_dir = (_model_dir(layout, k) for k in ("mcdm", "vae", "reid"))
+    check_pair(mcdm_dir, vae_dir)
     motion = pq.read_table(layout.motion)
     names = motion.column("file_name").to_pylist()
     vectors = np.asarray(motion.column("motion").to_pylist(), np.float32)
@@ -90,7 +93,7 @@ def _load(root: str, params_json: str) -> RegistryModels:
     return RegistryModels(
         pipe=MCDMPipeline.from_dirs(mcdm_dir, vae_dir, device=device),
         reid=load_reid(reid_dir, device),
-        versions={"mcdm": mcdm_version, "vae": vae_version, "reid": reid_version,
+        versions={"mcdm": content_version(mcdm_dir), "vae": content_version(vae_dir), "reid": content_version(reid_dir),
                   "mafe": ",".join(sorted(str(v) for v in mafe_versions))},
         layout=layout, params=params,
         motions=dict(zip(names, vectors)),

@@ -38,6 +38,47 @@ DECODE_BATCH = 64  # frames per VAE decoder call
 WINDOW_STREAM, STEP_NOISE_STREAM = 1, 2  # sub-seed streams of one video's seed
 
 
+class ModelMismatchError(ValueError):
+    """An MCDM paired with a VAE it was not trained with (``vae_hash`` in ``mcdm.json``)."""
+
+
+def content_version(folder: str | Path) -> str:
+    """A model folder's content version: ``sha256:<16 hex>`` of its files (the form of ``mafe_version``)."""
+    from lfmcdm.stages.cache_latents import folder_hash
+
+    return f"sha256:{folder_hash(Path(folder))[:16]}"
+
+
+def check_pair(mcdm_dir: str | Path, vae_dir: str | Path) -> None:
+    """Refuse an MCDM whose recorded VAE is not ``vae_dir``: its latents would decode to noise, silently.
+
+    ``train_diffusion`` records the hash of the VAE folder it trained on; a VAE retrained since (or a
+    registry "latest" VAE next to an older MCDM champion) has another hash.
+    """
+    from lfmcdm.stages.cache_latents import folder_hash
+
+    meta_path = Path(mcdm_dir) / META_FILE
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{mcdm_dir}: no trained MCDM; run `lfmcdm stage train_diffusion` first")
+    recorded = json.loads(meta_path.read_text()).get("vae_hash")
+    actual = folder_hash(Path(vae_dir))
+    if recorded != actual:
+        raise ModelMismatchError(
+            f"MCDM {mcdm_dir} was trained on VAE sha256:{str(recorded)[:16]} but {vae_dir} is sha256:{actual[:16]}: "
+            f"retrain the MCDM on this VAE (`dvc repro train_diffusion`) or use the VAE it was trained with")
+
+
+def check_mafe(mcdm_dir: str | Path, mafe_dir: str | Path) -> None:
+    """Refuse a MAFE other than the one whose motion bank the MCDM was conditioned on (``mafe_version``)."""
+    from lfmcdm.models.mafe import mafe_version
+
+    recorded = json.loads((Path(mcdm_dir) / META_FILE).read_text()).get("mafe_version")
+    actual = mafe_version(mafe_dir)
+    if recorded != actual:
+        raise ModelMismatchError(f"MCDM {mcdm_dir} was conditioned on MAFE {recorded} motion vectors but {mafe_dir} "
+                                 f"is {actual}: its motion vectors would mean nothing to the MCDM")
+
+
 def make_scheduler(name: str, config: dict[str, Any]):
     """A sampling scheduler by name, sharing the training schedule's betas and prediction type."""
     if name == "ddpm":
