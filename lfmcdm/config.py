@@ -213,14 +213,17 @@ def parse_params(raw: dict[str, Any] | None, source: str = PARAMS_FILE, text: st
     errors: list[str] = []
     result: Params | None = None
     for name in [profile, *(p for p in profiles if p != profile)]:
-        candidate = _with_profile(raw, profiles, name) if name is not None else raw
-        try:
-            params = _validate(candidate)
-        except ValidationError as err:
-            errors += _format_errors(err, source, lines, name)
-            continue
-        if name == profile:
-            result = params
+        # a profile's own values are checked over the defaults too: an explicit top-level value may
+        # outrank one of them here, but the profile still must not hold a value that can never load
+        candidates = [raw] if name is None else [_with_profile(raw, profiles, name), _with_profile({}, profiles, name)]
+        for n, candidate in enumerate(candidates):
+            try:
+                params = _validate(candidate)
+            except ValidationError as err:
+                errors += _format_errors(err, source, lines, name)
+                continue
+            if name == profile and n == 0:
+                result = params
     if errors or result is None:
         raise ConfigError("\n".join([f"{source}: invalid configuration", *dict.fromkeys(errors)]))
     return result
