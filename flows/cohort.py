@@ -12,7 +12,6 @@ one). The work itself is the ``synthesize`` stage: this flow only decides where 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 
 from prefect import flow, task, unmapped
@@ -23,6 +22,7 @@ from lfmcdm.config import load_params
 from lfmcdm.stages import run_stage
 from lfmcdm.synth.cohort import CohortJob, run_shard
 from lfmcdm.synth.generator import load_cohort_models
+from lfmcdm.synth.schedule import daily_cohort_name
 from lfmcdm.tracking import PIPELINE_ENV
 
 DAILY_CRON = "0 3 * * *"
@@ -47,7 +47,7 @@ def cohort(params_path: str = "params.yaml", root: str = ".", cohort_name: str |
     base = load_params(params_path).synthesis
     name = cohort_name or base.cohort
     if daily:
-        name = f"{name}-{dt.date.today():%Y%m%d}"
+        name = daily_cohort_name(name, flow_run.scheduled_start_time)
     overrides = {"synthesis": {"cohort": name, **({"n_videos": n_videos} if n_videos else {})}}
     params = load_params(params_path, overrides=overrides)
     return run_stage("synthesize", params, root=root, progress=False, shard_map=_prefect_shard_map)

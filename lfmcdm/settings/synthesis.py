@@ -23,8 +23,9 @@ class SynthesisConfig(Section):
     cohort: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     n_videos: int = Field(16, gt=0)
     strategy: Literal["reconstruct", "cross", "ef_targeted"] = "cross"
-    appearance_splits: tuple[Split, ...] = ("VAL", "TEST")  # held out of training: no patient is copied
-    motion_splits: tuple[Split, ...] = ("TRAIN", "VAL", "TEST")
+    # real sources: TRAIN only by default, so no held-out patient reaches a synthetic set (lfmcdm.synth.plan.safe_split)
+    appearance_splits: tuple[Split, ...] = ("TRAIN",)
+    motion_splits: tuple[Split, ...] = ("TRAIN",)
     ef_range: Range | None = None  # ef_targeted: donors whose EF lies in this range
     sampler: Literal["dpmsolver++", "ddim", "ddpm"] = "dpmsolver++"
     steps: int = Field(25, gt=0)
