@@ -20,7 +20,8 @@ class CohortSplits(SplitFractions):
 
 
 class SynthesisConfig(Section):
-    cohort: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # no dots: EchoNet's loader only appends ".avi" to FileNames without an extension (and drops the rest)
+    cohort: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
     n_videos: int = Field(16, gt=0)
     strategy: Literal["reconstruct", "cross", "ef_targeted"] = "cross"
     # real sources: TRAIN only by default, so no held-out patient reaches a synthetic set (lfmcdm.synth.plan.safe_split)
@@ -37,6 +38,10 @@ class SynthesisConfig(Section):
     privacy_percentile: float = Field(95.0, gt=0, le=100)
     model_alias: str = "champion"
     codec: Literal["mjpeg", "mpeg4", "libx264"] = "mjpeg"
+    export_fps: float | None = Field(50.0, gt=0, description="written videos are resampled to this rate "
+                                     "(EchoNet-Dynamic's ~50 fps, which its loaders' clip sampling assumes); None = the model's")
+    source_licence: str | None = Field(None, description="licence terms of the source data for the data card; "
+                                       "None = by source (the phantom, or EchoNet-Dynamic's Research Use Agreement)")
     splits: CohortSplits = CohortSplits()
     workers: int = Field(1, gt=0, description="shards processed at once (threads) by the stage")
     dask_address: str | None = None  # Prefect cohort flow: scheduler address of a Dask cluster

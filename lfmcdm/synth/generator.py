@@ -10,6 +10,7 @@ end-diastolic frame, so the generated video starts from a real, phase-defined ap
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 
 from lfmcdm import tracking
 from lfmcdm.config import Params
+from lfmcdm.data.clips import sha256_file
 from lfmcdm.data.tables import load_array, read_videos
 from lfmcdm.layout import Layout
 from lfmcdm.pseudo.reid import embed_frames, load_reid
@@ -36,6 +38,7 @@ class RegistryModels:
     pipe: MCDMPipeline
     reid: torch.nn.Module
     versions: dict[str, str]
+    hashes: dict[str, str]
     layout: Layout
     params: Params
     motions: dict[str, np.ndarray] = field(repr=False)
@@ -65,6 +68,14 @@ class RegistryModels:
         return embed_frames(self.reid, frames)
 
 
+def tree_sha256(folder: Path) -> str:
+    """Content hash of a model folder: every file's relative path and sha256, in sorted order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
 def _resolve(params: Params, root: Path, key: str, alias: str) -> tuple[Path, str]:
     """Registry first (``name@alias``); a clear error if the registry has no such model."""
     try:
@@ -92,6 +103,8 @@ def _load(root: str, params_json: str) -> RegistryModels:
         reid=load_reid(reid_dir, device),
         versions={"mcdm": mcdm_version, "vae": vae_version, "reid": reid_version,
                   "mafe": ",".join(sorted(str(v) for v in mafe_versions))},
+        hashes={"mcdm": tree_sha256(mcdm_dir), "vae": tree_sha256(vae_dir), "reid": tree_sha256(reid_dir),
+                "motion_bank": sha256_file(layout.motion)},
         layout=layout, params=params,
         motions=dict(zip(names, vectors)),
         reference_frames={v["file_name"]: int(v["ed_frame"] or 0) for v in read_videos(layout)},
