@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -228,7 +229,7 @@ def test_cohort_push_and_pull_through_a_dvc_remote(dvc_project, tmp_path):
 
     run_ok([sys.executable, "-m", "lfmcdm.cli", "cohort", "push", "shared-1"], origin)
     assert (origin / "data/synthetic/shared-1.dvc").exists() and any(remote.rglob("*"))
-    run_ok([*git, "add", ".gitignore", ".dvc/config", "data/synthetic/shared-1.dvc", "data/synthetic/.gitignore"], origin)
+    run_ok([*git, "add", ".gitignore", ".dvc/config", "data/synthetic/shared-1.dvc"], origin)  # not git-ignored
     run_ok([*git, "commit", "-q", "-m", "cohort shared-1"], origin)
 
     clone = tmp_path / "clone"
@@ -248,7 +249,7 @@ def test_cohort_push_and_pull_through_a_dvc_remote(dvc_project, tmp_path):
         (broken / shipped[0]["path"]).write_bytes(b"truncated")
         proc = subprocess.run([sys.executable, "-m", "lfmcdm.cli", "cohort", "push", "broken"], cwd=origin,
                               env=subprocess_env(), capture_output=True, text=True)
-        assert proc.returncode == 2 and "does not match its manifest" in proc.stderr
+        assert proc.returncode == 2 and "does not match its manifest" in " ".join(proc.stderr.split())
         assert not (origin / "data/synthetic/broken.dvc").exists()
 
 
@@ -270,14 +271,16 @@ for day in sys.argv[2:]:
 
 
 def test_scheduled_daily_runs_make_different_cohorts(dvc_project, prefect_env):
-    """The real cohort flow, run as two flow runs scheduled on different days (late: both run now)."""
+    """The real cohort flow, run as flow runs scheduled on two different (past: late-started) days."""
     params = _params_file(dvc_project, "daily", cohort="daily", shard_size=2)
-    days = ["2026-11-30T03:00:00+00:00", "2026-12-01T03:00:00+00:00"]
-    proc = subprocess.run([sys.executable, "-c", SCHEDULED_RUNS, params, *days], cwd=dvc_project, env=prefect_env,
-                          capture_output=True, text=True)
+    today = datetime.now(timezone.utc).replace(hour=3, minute=0, second=0, microsecond=0)
+    days = [today - timedelta(days=2), today - timedelta(days=1)]  # a future start would wait for its time
+    proc = subprocess.run([sys.executable, "-c", SCHEDULED_RUNS, params, *(d.isoformat() for d in days)],
+                          cwd=dvc_project, env=prefect_env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     plans = []
-    for name in ("daily-20261130", "daily-20261201"):
+    for day in days:
+        name = f"daily-{day:%Y%m%d}"
         rows = pq.read_table(dvc_project / f"data/synthetic/{name}/manifest.parquet").to_pylist()
         assert [r["sample_id"] for r in rows] == [f"{name}-{i:06d}" for i in range(2)]
         plans.append([(r["appearance_source"], r["motion_source"], r["seed"]) for r in rows])
@@ -286,4 +289,4 @@ def test_scheduled_daily_runs_make_different_cohorts(dvc_project, prefect_env):
     run_ids = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("flow-run ")]
     runs = _prefect_post(prefect_env["PREFECT_API_URL"], "flow_runs/filter", {"flow_runs": {"id": {"any_": run_ids}}})
     assert sorted((r["expected_start_time"][:10], r["state_type"]) for r in runs) == [
-        ("2026-11-30", "COMPLETED"), ("2026-12-01", "COMPLETED")]
+        (f"{d:%Y-%m-%d}", "COMPLETED") for d in days]
