@@ -15,7 +15,6 @@ where shards run. Shards are idempotent (a finished shard is a file), so a faile
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 from functools import partial
 
@@ -27,6 +26,7 @@ from lfmcdm.config import load_params
 from lfmcdm.stages import run_stage
 from lfmcdm.synth.cohort import CohortJob, run_shard
 from lfmcdm.synth.generator import load_cohort_models
+from lfmcdm.synth.schedule import daily_cohort_name
 from lfmcdm.tracking import PIPELINE_ENV
 
 DAILY_CRON = "0 3 * * *"
@@ -71,7 +71,7 @@ def cohort(params_path: str = "params.yaml", root: str = ".", cohort_name: str |
     base = load_params(params_path).synthesis
     name = cohort_name or base.cohort
     if daily:
-        name = f"{name}-{dt.date.today():%Y%m%d}"
+        name = daily_cohort_name(name, flow_run.scheduled_start_time)
     overrides = {"synthesis": {"cohort": name, **({"n_videos": n_videos} if n_videos else {})}}
     params = load_params(params_path, overrides=overrides)
     address = dask_address or params.synthesis.dask_address

@@ -113,6 +113,43 @@ def synthesize(
         typer.echo(f"synthesize.{key} = {value}")
 
 
+cohort_app = typer.Typer(help="Version and share a cohort made outside `dvc repro` (DVC-tracked, on a DVC remote).",
+                         no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(cohort_app, name="cohort")
+
+
+@cohort_app.command("push")
+def cohort_push(
+    name: str = typer.Argument(..., help="Cohort: data/synthetic/<name>/."),
+    remote: str = typer.Option(None, help="DVC remote (default: the project's default remote)."),
+    root: Path = typer.Option(Path("."), help="Repository root (a DVC project)."),
+) -> None:
+    """`dvc add` + `dvc push` a cohort; then commit data/synthetic/<name>.dvc to git."""
+    from lfmcdm.synth import share
+
+    try:
+        target = share.push(root, name, remote)
+    except share.ShareError as exc:
+        _fail(exc)
+    typer.echo(f"pushed {name}; commit it: git add {target.relative_to(Path(root).resolve())} && git commit")
+
+
+@cohort_app.command("pull")
+def cohort_pull(
+    name: str = typer.Argument(..., help="Cohort: data/synthetic/<name>/ (its .dvc file must be checked out)."),
+    remote: str = typer.Option(None, help="DVC remote (default: the project's default remote)."),
+    root: Path = typer.Option(Path("."), help="Repository root (a DVC project)."),
+) -> None:
+    """`dvc pull` a cohort and check it against its manifest."""
+    from lfmcdm.synth import share
+
+    try:
+        folder = share.pull(root, name, remote)
+    except share.ShareError as exc:
+        _fail(exc)
+    typer.echo(f"pulled {folder}")
+
+
 @app.command("stages")
 def stages() -> None:
     """List the stages in pipeline order."""

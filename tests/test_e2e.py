@@ -17,7 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from lfmcdm.synth import card
+
 from .conftest import PIPELINE, REPO, make_project, run_ok
+from .echonet_rules import TRACING_HEADER, EchoRules
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +30,7 @@ METRIC_KEYS = {
     "mafe": {"val_psnr", "val_psnr_average_baseline", "val_ssim", "ef_probe_r2_motion", "ef_probe_r2_appearance"},
     "vae": {"val_psnr", "val_ssim"},
     "diffusion": {"train_loss", "motion_area_r"},
-    "synthesis": {"videos", "privacy_pass_share", "videos_per_s"},
+    "synthesis": {"videos", "privacy_pass_share", "videos_per_s", "videos_shipped", "videos_pseudo_traced"},
 }
 
 
@@ -64,10 +67,28 @@ def test_dvc_pipeline_outputs(dvc_project):
         filelist = list(reader)
     passed = [r for r in manifest.to_pylist() if r["privacy_pass"]]
     assert {r["FileName"] for r in filelist} == {r["sample_id"] for r in passed}
-    for row in manifest.to_pylist():
+    # only privacy-passing videos are shipped; the others are in the manifest alone
+    assert {p.name for p in (cohort / "Videos").iterdir()} == {f"{r['sample_id']}.avi" for r in passed}
+    assert all(r["path"] is None for r in manifest.to_pylist() if not r["privacy_pass"])
+    for row in passed:
         with av.open(str(cohort / row["path"])) as container:
-            frames = list(container.decode(video=0))
+            stream = container.streams.video[0]
+            frames = list(container.decode(stream))
+            assert float(stream.average_rate) == pytest.approx(row["fps"])
         assert len(frames) == row["n_frames"] and frames[0].width == row["width"]
+        assert row["fps"] == 50.0  # synthesis.export_fps: EchoNet's rate, whatever the model's
+    # EchoNet-compatible: its loader rules read the cohort (videos with two pseudo-traced frames)
+    with open(cohort / "VolumeTracings.csv") as f:
+        assert f.readline().strip().split(",") == TRACING_HEADER
+    loader = EchoRules(cohort, split="all")
+    assert len(loader) == sum(r["pseudo_tracing"] == "ok" for r in passed)
+    for i in range(len(loader)):
+        targets = loader.targets(i)
+        assert targets["LargeIndex"] != targets["SmallIndex"] and targets["EF"] >= 0
+    # the data card, for people and machines
+    data_card = card.read_card(cohort / "manifest.parquet")
+    assert data_card["counts"]["planned"] == manifest.num_rows and data_card["counts"]["shipped"] == len(passed)
+    assert "PSEUDO labels" in (cohort / "README.md").read_text()
     assert (root / "reports/demo/index.html").exists()
 
 

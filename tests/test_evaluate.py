@@ -268,6 +268,23 @@ def test_eval_json_has_every_key_and_sensible_values(evaluated):
     assert written["privacy_score_max"] >= written["privacy_score_mean"]
 
 
+def test_no_test_patient_reaches_a_synthetic_training_set(evaluated):
+    """The fake cohort takes appearance from VAL/TEST patients: rows made from a patient the EF regressor is
+    scored on (its appearance or its motion) are left out of the synthetic and both training sets."""
+    import pyarrow.parquet as pq
+
+    from lfmcdm.eval.cohort_eval import ef_test_rows
+
+    params, layout, _ = evaluated
+    written = json.loads((layout.metrics / "eval.json").read_text())
+    test_names = {r["file_name"] for r in ef_test_rows(layout, params.evaluate.ef)}
+    rows = [r for r in pq.read_table(layout.synthetic / COHORT / "manifest.parquet").to_pylist()
+            if r["privacy_pass"] and r["donor_ef"] is not None]
+    clean = [r for r in rows if not {r["appearance_source"], r["motion_source"]} & test_names]
+    assert len(clean) < len(rows)  # the rule had something to exclude
+    assert written["ef_train_videos_synthetic"] == len(clean)
+
+
 class _MetricCells(HTMLParser):
     """Collects data-key / data-value pairs, section ids, and local src/href links."""
 

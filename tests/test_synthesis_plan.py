@@ -1,10 +1,13 @@
 """Cohort planning and the privacy rule, without any model."""
 
+from datetime import datetime, timedelta, timezone
+
 import numpy as np
 import pytest
 
 from lfmcdm.settings.synthesis import SynthesisConfig
 from lfmcdm.synth.plan import PlanError, plan_cohort, plan_hash
+from lfmcdm.synth.schedule import daily_cohort_name
 from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
 
 
@@ -21,7 +24,7 @@ def test_cross_plan_is_deterministic_and_respects_splits():
     assert a == plan_cohort(cfg, videos, names, seed=1)
     assert a != plan_cohort(cfg, videos, names, seed=2)
     split = {v["file_name"]: v["split"] for v in videos}
-    assert all(split[s.appearance_source] in ("VAL", "TEST") for s in a)
+    assert all(split[s.appearance_source] == "TRAIN" and split[s.motion_source] == "TRAIN" for s in a)  # default
     assert all(s.appearance_source != s.motion_source for s in a)
     assert len({s.sample_id for s in a}) == 10 and len({s.seed for s in a}) == 10
     ef = {v["file_name"]: v["ef"] for v in videos}
@@ -57,3 +60,42 @@ def test_privacy_threshold_uses_heldout_patients():
     assert nearest_similarity(copy[None], train)[0] > threshold
     assert real_threshold(train, np.zeros((0, 8)), 95) == pytest.approx(
         np.percentile(nearest_similarity(train, train, exclude_self=True), 95))
+
+
+def _pairs(plan):
+    return [(s.appearance_source, s.motion_source) for s in plan]
+
+
+def test_daily_cohorts_get_their_own_plans():
+    """The whole name seeds the plan: names that share an 8-character prefix still differ."""
+    videos = _videos(40)
+    names = {v["file_name"] for v in videos}
+    day1, day2 = (daily_cohort_name("demo", datetime(2026, 11, d, 3, tzinfo=timezone.utc)) for d in (30, 29))
+    assert (day1, day2) == ("demo-20261130", "demo-20261129")
+    plans = [plan_cohort(SynthesisConfig(cohort=n, n_videos=16), videos, names, seed=7) for n in (day1, day2)]
+    assert _pairs(plans[0]) != _pairs(plans[1])
+    assert not {s.seed for s in plans[0]} & {s.seed for s in plans[1]}
+    again = plan_cohort(SynthesisConfig(cohort=day1, n_videos=16), videos, names, seed=7)
+    assert again == plans[0]
+
+
+def test_daily_name_is_the_scheduled_utc_day():
+    late_evening = datetime(2026, 12, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5)))  # 04:30 UTC next day
+    assert daily_cohort_name("c", late_evening) == "c-20261202"
+    assert daily_cohort_name("c", datetime(2026, 12, 1, 23, 30)) == "c-20261201"  # naive = UTC
+    assert daily_cohort_name("c") == f"c-{datetime.now(timezone.utc):%Y%m%d}"  # run by hand: today
+
+
+def test_no_heldout_patient_reaches_synthetic_train():
+    videos = _videos(24)
+    names = {v["file_name"] for v in videos}
+    split = {v["file_name"]: v["split"] for v in videos}
+    everyone = ("TRAIN", "VAL", "TEST")
+    cfg = SynthesisConfig(n_videos=60, appearance_splits=everyone, motion_splits=everyone)
+    plan = plan_cohort(cfg, videos, names, seed=3)
+    rank = {"TRAIN": 0, "VAL": 1, "TEST": 2}
+    for s in plan:
+        held = max(rank[split[s.appearance_source]], rank[split[s.motion_source]])
+        assert rank[s.split] >= held, s
+    assert any(split[s.appearance_source] != "TRAIN" for s in plan)  # the rule was exercised...
+    assert any(s.split == "TRAIN" for s in plan)  # ...and TRAIN rows remain (from TRAIN-only sources)

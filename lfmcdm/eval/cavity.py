@@ -26,17 +26,21 @@ def search_region(size: int, cfg: CavityConfig) -> tuple[np.ndarray, np.ndarray]
     return fan, box & fan
 
 
+def cavity_mask(frame: np.ndarray, fan: np.ndarray, region: np.ndarray, cfg: CavityConfig) -> np.ndarray:
+    """The cavity of one uint8 frame: its largest dark component in ``region`` (boolean, empty if none)."""
+    blurred = cv2.GaussianBlur(frame.astype(np.float32), (0, 0), cfg.blur_sigma)
+    dark = ((blurred < cfg.dark_fraction * np.median(blurred[fan])) & region).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=4)
+    if n <= 1:
+        return np.zeros(dark.shape, bool)
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
 def cavity_areas(frames: np.ndarray, cfg: CavityConfig = CavityConfig()) -> np.ndarray:
     """Cavity area in pixels per frame of uint8 ``(T, H, W)`` frames -> float ``(T,)``."""
     frames = np.asarray(frames)
     fan, region = search_region(frames.shape[-1], cfg)
-    areas = np.zeros(len(frames))
-    for i, frame in enumerate(frames):
-        blurred = cv2.GaussianBlur(frame.astype(np.float32), (0, 0), cfg.blur_sigma)
-        dark = ((blurred < cfg.dark_fraction * np.median(blurred[fan])) & region).astype(np.uint8)
-        n, _, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=4)
-        areas[i] = stats[1:, cv2.CC_STAT_AREA].max() if n > 1 else 0.0
-    return areas
+    return np.array([float(cavity_mask(frame, fan, region, cfg).sum()) for frame in frames])
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -17,16 +17,24 @@ from lfmcdm.layout import Layout
 
 @dataclass
 class Cohort:
-    """``data/synthetic/<name>/``: its manifest rows (all samples) and FileList rows (privacy-passing)."""
+    """``data/synthetic/<name>/``: its manifest rows (all samples) and FileList rows (privacy-passing).
+
+    Only shipped rows have a video (``path``); a privacy-failing one is in the manifest alone.
+    """
 
     name: str
     directory: Path
     manifest: list[dict]
     filelist: dict[str, dict]  # sample_id -> FileList.csv row (FileName, EF, Split, ...)
 
+    @property
+    def shipped(self) -> list[dict]:
+        """Manifest rows whose video is in the cohort (privacy-passing)."""
+        return [r for r in self.manifest if r.get("path")]
+
     def videos(self) -> Iterator[tuple[dict, np.ndarray]]:
-        """(manifest row, uint8 ``(T, H, W)``) one at a time: a cohort never has to fit in memory."""
-        for row in self.manifest:
+        """(manifest row, uint8 ``(T, H, W)``) of the shipped videos, one at a time: a cohort never has to fit in memory."""
+        for row in self.shipped:
             video, _ = read_gray(self.directory / row["path"])
             yield row, video
 

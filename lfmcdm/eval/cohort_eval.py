@@ -108,7 +108,7 @@ def synthetic_features(cohort: Cohort, enc: Encoders, ef_cfg, keep: int, progres
     """Stream the cohort's videos once; keep the first ``keep`` videos whole for the report."""
     samples, examples = [], {}
     pending: list[tuple[SyntheticSample, list[tuple[np.ndarray, np.ndarray]]]] = []  # motion pairs, encoded in bulk
-    for row, video in tqdm(cohort.videos(), total=len(cohort.manifest), desc="evaluate", unit="video", disable=not progress):
+    for row, video in tqdm(cohort.videos(), total=len(cohort.shipped), desc="evaluate", unit="video", disable=not progress):
         sample = SyntheticSample(row)
         fps = float(row["fps"])
         if enc.reid is not None:
@@ -282,14 +282,16 @@ def _real_ef_videos(layout: Layout, rows: list[dict], cfg) -> list[EfVideo]:
 def ef_metrics(layout: Layout, samples: list[SyntheticSample], cfg, seed: int, device) -> tuple[dict, dict, list[EfVideo]]:
     """Train the EF regressor on real / synthetic / both; score each on the same real test videos.
 
-    Synthetic rows whose motion donor is itself a test video are left out of training: their
-    donor EF *is* that test video's label, carried by its motion.
+    Synthetic rows made from a test patient (its appearance or its motion) are left out of every set
+    trained on: the donor EF *is* that test video's label, carried by its motion, and its appearance
+    is that patient's; either would score the regressor on a patient it has seen.
     """
     test_rows = ef_test_rows(layout, cfg)
     test_names = {r["file_name"] for r in test_rows}
     train_rows = [r for r in real_rows(layout, cfg.train_splits) if r["ef"] is not None and r["file_name"] not in test_names]
     test, real = _real_ef_videos(layout, test_rows, cfg), _real_ef_videos(layout, train_rows, cfg)
-    synthetic = [s.ef_video for s in samples if s.ef_video is not None and s.row["motion_source"] not in test_names]
+    synthetic = [s.ef_video for s in samples if s.ef_video is not None
+                 and not {s.row["motion_source"], s.row["appearance_source"]} & test_names]
     results = {name: fit_and_score(train, test, cfg, seed, device)
                for name, train in (("real", real), ("synthetic", synthetic), ("both", real + synthetic))}
     truth = np.array([v.ef for v in test])

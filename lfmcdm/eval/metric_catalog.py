@@ -23,7 +23,7 @@ GROUPS = ("Cohort", "Quality (Fréchet distances)", "Motion fidelity", "Diversit
 
 _M = MetricInfo
 CATALOG: tuple[MetricInfo, ...] = (
-    _M("synthetic_videos", "Cohort", "synthetic videos evaluated", "rows of the cohort's manifest.parquet that were scored"),
+    _M("synthetic_videos", "Cohort", "synthetic videos evaluated", "shipped (privacy-passing) videos of the cohort that were scored"),
     _M("real_reference_videos", "Cohort", "real reference videos", "real videos the cohort is compared with (evaluate.reference_splits)"),
     _M("synthetic_phase_ok_share", "Cohort", "share with a label-free ED/ES",
        "synthetic videos on which the label-free phase estimator finds an ED->ES cycle (needed for their motion vector)", "higher"),
@@ -77,7 +77,7 @@ CATALOG: tuple[MetricInfo, ...] = (
     _M("ef_test_videos", "Downstream EF regression", "real test videos", "real videos the regressors are scored on"),
     _M("ef_train_videos_real", "Downstream EF regression", "training videos (a) real", "real training videos with EF"),
     _M("ef_train_videos_synthetic", "Downstream EF regression", "training videos (b) synthetic",
-       "privacy-passing FileList.csv rows with a donor EF whose motion donor is not a test video"),
+       "privacy-passing FileList.csv rows with a donor EF made from no test patient (neither motion nor appearance)"),
     _M("ef_mae_mean_baseline", "Downstream EF regression", "MAE: predict the training mean",
        "EF MAE (percentage points) of always predicting the real training mean", "lower"),
     _M("ef_mae_real", "Downstream EF regression", "MAE (a) trained on real", "EF MAE on real test videos", "lower"),

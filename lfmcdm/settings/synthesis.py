@@ -20,11 +20,13 @@ class CohortSplits(SplitFractions):
 
 
 class SynthesisConfig(Section):
-    cohort: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # no dots: EchoNet's loader only appends ".avi" to FileNames without an extension (and drops the rest)
+    cohort: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
     n_videos: int = Field(16, gt=0)
     strategy: Literal["reconstruct", "cross", "ef_targeted"] = "cross"
-    appearance_splits: tuple[Split, ...] = ("VAL", "TEST")  # held out of training: no patient is copied
-    motion_splits: tuple[Split, ...] = ("TRAIN", "VAL", "TEST")
+    # real sources: TRAIN only by default, so no held-out patient reaches a synthetic set (lfmcdm.synth.plan.safe_split)
+    appearance_splits: tuple[Split, ...] = ("TRAIN",)
+    motion_splits: tuple[Split, ...] = ("TRAIN",)
     ef_range: Range | None = None  # ef_targeted: donors whose EF lies in this range
     sampler: Literal["dpmsolver++", "ddim", "ddpm"] = "dpmsolver++"
     steps: int = Field(25, gt=0)
@@ -35,6 +37,10 @@ class SynthesisConfig(Section):
     shard_size: int = Field(8, gt=0)
     privacy_percentile: float = Field(95.0, gt=0, le=100)
     codec: Literal["mjpeg", "mpeg4", "libx264"] = "mjpeg"
+    export_fps: float | None = Field(50.0, gt=0, description="written videos are resampled to this rate "
+                                     "(EchoNet-Dynamic's ~50 fps, which its loaders' clip sampling assumes); None = the model's")
+    source_licence: str | None = Field(None, description="licence terms of the source data for the data card; "
+                                       "None = by source (the phantom, or EchoNet-Dynamic's Research Use Agreement)")
     splits: CohortSplits = CohortSplits()
     workers: int = Field(1, gt=0, description="shards processed at once (threads) by the stage")
     dask_address: str | None = None  # Prefect cohort flow: scheduler address of a Dask cluster

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import torch
 
 from lfmcdm.config import Params
+from lfmcdm.data.clips import sha256_file
 from lfmcdm.data.tables import load_array, read_videos
 from lfmcdm.layout import Layout
 from lfmcdm.pseudo.reid import embed_frames, load_reid
@@ -40,6 +41,7 @@ class RegistryModels:
     pipe: MCDMPipeline
     reid: torch.nn.Module
     versions: dict[str, str]
+    hashes: dict[str, str]
     layout: Layout
     params: Params
     motions: dict[str, np.ndarray] = field(repr=False)
@@ -80,6 +82,8 @@ def _model_dir(layout: Layout, key: str) -> Path:
 
 @functools.lru_cache(maxsize=2)
 def _load(root: str, params_json: str) -> RegistryModels:
+    from lfmcdm.stages.cache_latents import folder_hash  # the one model-folder hash (as content_version)
+
     params = Params.model_validate_json(params_json)
     layout = Layout(Path(root))
     configure_threads(params.train)  # bit-identical videos need the same torch thread count everywhere
@@ -95,6 +99,8 @@ def _load(root: str, params_json: str) -> RegistryModels:
         reid=load_reid(reid_dir, device),
         versions={"mcdm": content_version(mcdm_dir), "vae": content_version(vae_dir), "reid": content_version(reid_dir),
                   "mafe": ",".join(sorted(str(v) for v in mafe_versions))},
+        hashes={"mcdm": folder_hash(mcdm_dir), "vae": folder_hash(vae_dir), "reid": folder_hash(reid_dir),
+                "motion_bank": sha256_file(layout.motion)},
         layout=layout, params=params,
         motions=dict(zip(names, vectors)),
         reference_frames={v["file_name"]: int(v["ed_frame"] or 0) for v in read_videos(layout)},

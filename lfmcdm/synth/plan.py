@@ -29,6 +29,20 @@ class PlanError(ValueError):
     """No valid pairing exists (e.g. no donors in the requested EF range)."""
 
 
+#: How far a split is held out of training: a synthetic row is never less held out than its sources.
+HELD_OUT_RANK = {"TRAIN": 0, "VAL": 1, "TEST": 2}
+
+
+def safe_split(drawn: str, *source_splits: str) -> str:
+    """The row's split: the drawn one, raised to the most held-out split of the real sources.
+
+    Why: a downstream team mixes synthetic TRAIN rows into its training set. A synthetic video made
+    from a real VAL/TEST patient's appearance or motion carries that patient into training and leaks
+    the evaluation set; it has to stay in (at least) that patient's own held-out split.
+    """
+    return max((drawn, *source_splits), key=HELD_OUT_RANK.__getitem__)
+
+
 def _pick_splits(n: int, cfg: SynthesisConfig, rng: np.random.Generator) -> list[str]:
     counts = {s: int(round(n * getattr(cfg.splits, s))) for s in ("VAL", "TEST")}
     labels = ["VAL"] * counts["VAL"] + ["TEST"] * counts["TEST"]
@@ -36,9 +50,20 @@ def _pick_splits(n: int, cfg: SynthesisConfig, rng: np.random.Generator) -> list
     return [labels[i] for i in rng.permutation(n)]
 
 
+def cohort_rng(cohort: str, seed: int) -> np.random.Generator:
+    """The plan's generator: seeded by the global seed and a hash of the *whole* cohort name.
+
+    Why the whole name: daily cohorts differ only at the end of their names (``demo-20261130`` vs
+    ``demo-20261201``); a prefix of the name would give every day the same pairs and seeds.
+    """
+    digest = hashlib.sha256(cohort.encode()).digest()
+    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, len(digest), 4)]
+    return np.random.default_rng([seed, *words])
+
+
 def plan_cohort(cfg: SynthesisConfig, videos: list[dict], motion_names: set[str], seed: int) -> list[SampleSpec]:
     """Pair appearances and motions by ``cfg.strategy``; ``videos`` are rows of videos.parquet."""
-    rng = np.random.default_rng([seed, int.from_bytes(cfg.cohort.encode()[:8].ljust(8, b"\0"), "little")])
+    rng = cohort_rng(cfg.cohort, seed)
     appearances = [v for v in videos if v["split"] in cfg.appearance_splits]
     donors = [v for v in videos if v["split"] in cfg.motion_splits and v["file_name"] in motion_names]
     if cfg.strategy == "ef_targeted":
@@ -68,7 +93,7 @@ def plan_cohort(cfg: SynthesisConfig, videos: list[dict], motion_names: set[str]
             motion_source=donor["file_name"],
             seed=int(rng.integers(0, 2**31 - 1)),
             donor_ef=donor["ef"],
-            split=splits[i],
+            split=safe_split(splits[i], appearance["split"], donor["split"]),
         ))
     return plan
 

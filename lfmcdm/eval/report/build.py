@@ -129,7 +129,8 @@ def _subtitle(inp: ReportInputs) -> list[str]:
                          if rows and len({r.get(c) for r in rows}) == 1 and first.get(c))
     settings = (f"strategy {first.get('strategy')}, sampler {first.get('sampler')}, {first.get('steps')} steps, "
                 f"guidance {first.get('guidance')}, {first.get('fps')} fps" if rows else "empty cohort")
-    return [f"{len(rows)} videos in {inp.cohort.directory} · {settings}",
+    return [f"{len(inp.cohort.shipped)} videos shipped ({len(rows) - len(inp.cohort.shipped)} kept out by the privacy filter) "
+            f"in {inp.cohort.directory} · {settings}",
             f"models: {versions or 'mixed / unknown versions'}",
             f"evaluated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"]
 
