@@ -150,11 +150,11 @@ def _filelist(folder) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_privacy_failing_sample_never_ships(dvc_project):
+def test_privacy_failing_sample_never_ships(dvc_project_copy):
     """Sample 0 copies its (TRAIN) appearance source's real video: quarantined, recorded, not shipped."""
-    layout = Layout(dvc_project)
+    layout = Layout(dvc_project_copy)
     heldout = [r["file_name"] for r in read_videos(layout, splits=("VAL", "TEST"))]
-    job, metrics, _ = _make_cohort(dvc_project, "quarantine", 4, lambda i, spec: _at_model_fps(
+    job, metrics, _ = _make_cohort(dvc_project_copy, "quarantine", 4, lambda i, spec: _at_model_fps(
         layout, spec.appearance_source if i == 0 else heldout[i % len(heldout)]))
     cohort = layout.synthetic / "quarantine"
     manifest = {r["sample_id"]: r for r in pq.read_table(cohort / "manifest.parquet").to_pylist()}
@@ -172,13 +172,13 @@ def test_privacy_failing_sample_never_ships(dvc_project):
     assert json.loads((cohort / "synthetic_manifest.json").read_text())["success"]
 
 
-def test_cohort_reads_with_echonet_rules(dvc_project):
+def test_cohort_reads_with_echonet_rules(dvc_project_copy):
     """A cohort of real beating (held-out) clips: EchoNet's loader rules find every video, two traced frames
     each, and EF / ED / ES index targets that match the manifest; the data card describes it."""
-    layout = Layout(dvc_project)
+    layout = Layout(dvc_project_copy)
     heldout = [r["file_name"] for r in read_videos(layout, splits=("VAL", "TEST"))]
     clips = {name: _at_model_fps(layout, name) for name in heldout}
-    job, metrics, _ = _make_cohort(dvc_project, "echonet", 6, lambda i, spec: clips[heldout[i % len(heldout)]])
+    job, metrics, _ = _make_cohort(dvc_project_copy, "echonet", 6, lambda i, spec: clips[heldout[i % len(heldout)]])
     cohort = layout.synthetic / "echonet"
     manifest = {r["sample_id"]: r for r in pq.read_table(cohort / "manifest.parquet").to_pylist()}
     filelist = _filelist(cohort)
@@ -270,18 +270,18 @@ for day in sys.argv[2:]:
 """
 
 
-def test_scheduled_daily_runs_make_different_cohorts(dvc_project, prefect_env):
+def test_scheduled_daily_runs_make_different_cohorts(dvc_project_copy, prefect_env):
     """The real cohort flow, run as flow runs scheduled on two different (past: late-started) days."""
-    params = _params_file(dvc_project, "daily", cohort="daily", shard_size=2)
+    params = _params_file(dvc_project_copy, "daily", cohort="daily", shard_size=2)
     today = datetime.now(timezone.utc).replace(hour=3, minute=0, second=0, microsecond=0)
     days = [today - timedelta(days=2), today - timedelta(days=1)]  # a future start would wait for its time
     proc = subprocess.run([sys.executable, "-c", SCHEDULED_RUNS, params, *(d.isoformat() for d in days)],
-                          cwd=dvc_project, env=prefect_env, capture_output=True, text=True)
+                          cwd=dvc_project_copy, env=prefect_env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     plans = []
     for day in days:
         name = f"daily-{day:%Y%m%d}"
-        rows = pq.read_table(dvc_project / f"data/synthetic/{name}/manifest.parquet").to_pylist()
+        rows = pq.read_table(dvc_project_copy / f"data/synthetic/{name}/manifest.parquet").to_pylist()
         assert [r["sample_id"] for r in rows] == [f"{name}-{i:06d}" for i in range(2)]
         plans.append([(r["appearance_source"], r["motion_source"], r["seed"]) for r in rows])
     assert not {p[2] for p in plans[0]} & {p[2] for p in plans[1]}  # different seeds...
