@@ -21,6 +21,7 @@ from lfmcdm.config_base import Range, Section, SplitFractions
 from lfmcdm.settings.diffusion import DiffusionConfig, LatentsConfig, VaeConfig
 from lfmcdm.settings.evaluate import EvaluateConfig
 from lfmcdm.settings.mafe import MafeConfig
+from lfmcdm.settings.phantom import A4cConfig
 from lfmcdm.settings.pseudo import PseudoConfig
 from lfmcdm.settings.synthesis import SynthesisConfig
 
@@ -34,6 +35,7 @@ class ConfigError(ValueError):
 class PhantomConfig(Section):
     """Synthetic EchoNet-format dataset used when no real data is configured."""
 
+    kind: Literal["a4c", "ellipse"] = Field("a4c", description="a4c: apical four-chamber view; ellipse: one dark ellipse")
     n_videos: int = Field(48, gt=0)
     n_frames: Range = Range(low=64, high=96)
     fps: float = Field(50.0, gt=0)
@@ -44,6 +46,7 @@ class PhantomConfig(Section):
     gain: Range = Range(low=0.8, high=1.2)
     splits: SplitFractions = SplitFractions()
     out_dir: str = "data/raw/phantom"
+    a4c: A4cConfig = A4cConfig()
 
 
 class DataConfig(Section):
