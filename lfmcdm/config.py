@@ -24,6 +24,7 @@ from lfmcdm.settings.diffusion import DiffusionConfig, LatentsConfig, VaeConfig
 from lfmcdm.settings.evaluate import EvaluateConfig
 from lfmcdm.settings.loader import ConfigError, key_lines, load_yaml
 from lfmcdm.settings.mafe import MafeConfig
+from lfmcdm.settings.phantom import A4cConfig
 from lfmcdm.settings.pseudo import PseudoConfig
 from lfmcdm.settings.synthesis import SynthesisConfig
 
@@ -33,6 +34,7 @@ PARAMS_FILE = "params.yaml"
 class PhantomConfig(Section):
     """Synthetic EchoNet-format dataset used when no real data is configured."""
 
+    kind: Literal["a4c", "ellipse"] = Field("a4c", description="a4c: apical four-chamber view; ellipse: one dark ellipse")
     n_videos: int = Field(48, gt=0)
     n_frames: Range = Range(low=64, high=96)
     fps: float = Field(50.0, gt=0)
@@ -43,6 +45,7 @@ class PhantomConfig(Section):
     gain: Range = Range(low=0.8, high=1.2)
     splits: SplitFractions = SplitFractions()
     out_dir: str = "data/raw/phantom"
+    a4c: A4cConfig = A4cConfig()
 
     @field_validator("out_dir")
     @classmethod

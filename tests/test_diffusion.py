@@ -241,8 +241,14 @@ def test_longer_videos_are_generated_in_overlapping_windows():
 # --- cavity measurement -------------------------------------------------------------------------------------------
 
 
-def test_cavity_area_tracks_the_phantom_truth():
-    spec = phantom.sample_specs(tiny_params().phantom, seed=5)[0]
+@pytest.mark.parametrize("kind", [
+    "ellipse",
+    pytest.param("a4c", marks=pytest.mark.xfail(strict=True, reason=(
+        "issue 11 item 3, not done yet: cavity_areas measures the largest dark component of a central box, "
+        "not the LV (LV+LA merge when the mitral valve opens): r = 0.948 on this a4c phantom"))),
+])
+def test_cavity_area_tracks_the_phantom_truth(kind):
+    spec = phantom.sample_specs(tiny_params(phantom={"kind": kind}).phantom, seed=5)[0]
     frames = phantom.render(spec)
     truth = phantom.cavity_masks(spec).sum(axis=(1, 2))
     assert pearson(cavity_areas(frames), truth) > 0.95

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.e2e
 
 METRIC_KEYS = {
     "ingest": {"videos_kept", "videos_rejected", "videos_per_s"},
-    "pseudo_labels": {"phase_ed_within2_share", "phase_es_within2_share", "flow_epe", "flow_epe_zero_baseline", "reid_top1"},
+    "pseudo_labels": {"phase_ed_within2_share", "phase_es_within2_share", "phase_swap_share", "flow_epe",
+                      "flow_epe_zero_baseline", "reid_top1"},
     "mafe": {"val_psnr", "val_psnr_average_baseline", "val_ssim", "ef_probe_r2_motion", "ef_probe_r2_appearance"},
     "vae": {"val_psnr", "val_ssim"},
     "diffusion": {"train_loss", "motion_area_r"},

@@ -130,7 +130,9 @@ def test_shuffled_partners_never_pick_the_own_key():
 
 
 def test_ef_regressor_beats_predicting_the_mean():
-    cfg_ph = phantom.PhantomConfig(n_videos=40, n_frames={"low": 48, "high": 56}, size=64)
+    # kind: ellipse: the bounds were set on the ellipse phantom (uniform EF 15-80 %, one cavity); the
+    # A4C phantom's EF (55 +/- 12 %, four chambers) is a harder target for this 250-step regressor
+    cfg_ph = phantom.PhantomConfig(kind="ellipse", n_videos=40, n_frames={"low": 48, "high": 56}, size=64)
     specs = phantom.sample_specs(cfg_ph, seed=5)
     cfg = EfRegressorConfig(size=32, steps=250)
     videos = [prepare_video(s.name, phantom.render(s), s.fps, s.ef, cfg) for s in specs]
@@ -207,8 +209,10 @@ def write_fake_cohort(params, layout: Layout, name: str, n: int, seed: int = 0, 
         appearance = appearances[i % len(appearances)]
         donor = [v for v in videos if v["file_name"] != appearance["file_name"]][int(rng.integers(len(videos) - 1))]
         a, d = (phantom.spec_from_truth(truth[v["file_name"]]) for v in (appearance, donor))
+        # the donor's motion: its rate, stroke and start phase (and, on the A4C phantom, its per-beat variation)
+        beats = {k: getattr(d, k) for k in ("beat_periods", "beat_strokes") if hasattr(d, k)}
         spec = dataclasses.replace(a, name=f"{name}-{i:06d}", seed=a.seed + 1000 + i, fps=SYN_FPS, n_frames=SYN_FRAMES,
-                                   hr_bpm=d.hr_bpm, ef=d.ef, phase0=d.phase0 + float(rng.uniform(0.1, 0.4)))
+                                   hr_bpm=d.hr_bpm, ef=d.ef, phase0=d.phase0 + float(rng.uniform(0.1, 0.4)), **beats)
         video = phantom.render(spec)
         path = out / "Videos" / f"{spec.name}.avi"
         write_gray(path, video, SYN_FPS)
@@ -239,7 +243,10 @@ def _log_fake_training_run(params, root: Path) -> None:
 def evaluated(tmp_path_factory):
     """A small pipeline state, evaluated by the real stage runner (metrics file, MLflow run, report)."""
     root = tmp_path_factory.mktemp("evaluate")
-    params = tiny_params(phantom={"n_videos": 14, "n_frames": {"low": 48, "high": 64}},
+    # kind: ellipse: the cavity-curve margins below were set on the ellipse phantom; on the A4C phantom the
+    # donor r is 0.98 but a shuffled donor reaches 0.89 (LV curves of similar shape, best lag), and the
+    # cavity measurement is not LV-specific yet (issue 11 item 3)
+    params = tiny_params(phantom={"kind": "ellipse", "n_videos": 14, "n_frames": {"low": 48, "high": 64}},
                          synthesis={"cohort": COHORT},
                          evaluate={"ef": {"steps": 40, "min_test_videos": 4}, "report": {"grid_videos": 3}})
     ctx = StageContext(params=params, layout=Layout(root), progress=False)

@@ -5,6 +5,7 @@ import csv
 import av
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from lfmcdm.data import phantom
 from lfmcdm.data.echonet import FILELIST_COLUMNS, TRACING_COLUMNS
@@ -28,7 +29,9 @@ def test_layout_matches_echonet(phantom_dir):
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             assert stream.codec_context.name == "mjpeg"
-            assert float(stream.average_rate) == float(row["FPS"]) == 50.0
+            # the file's rate is FileList's FPS; a4c videos vary it around 50 fps as EchoNet's do
+            assert float(stream.average_rate) == float(row["FPS"])
+            assert 47.0 <= float(row["FPS"]) <= 53.0
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
         assert len(frames) == int(row["NumberOfFrames"])
         assert frames[0].shape == (int(row["FrameHeight"]), int(row["FrameWidth"]), 3) == (112, 112, 3)
@@ -52,12 +55,44 @@ def test_tracings_have_axis_and_20_chords_at_two_frames(phantom_dir):
         assert len(set(frames)) == 2 and all(frames.count(f) == 21 for f in set(frames))
 
 
-def test_truth_cavity_area_follows_phase(phantom_dir):
+def test_truth_lv_follows_phase(phantom_dir):
+    """Every beat's ED is the LV's local volume maximum and its ES the minimum; FileList's EF is the traced beat's."""
     truth = phantom.load_truth(phantom_dir)
+    filelist = {r["FileName"]: r for r in _rows(phantom_dir / "FileList.csv")}
+    traced = {}
+    for r in _rows(phantom_dir / "VolumeTracings.csv"):
+        traced.setdefault(r["FileName"][:-4], set()).add(int(r["Frame"]))
     assert len(truth) == 8
+    for name, row in truth.items():
+        assert row["kind"] == "a4c"
+        area, volume = np.array(row["lv_area"]), np.array(row["lv_volume"])
+        assert np.array_equal(area, np.array(row["cavity_area"]))  # the cavity curve evaluation uses is the LV's
+        assert row["ed_frames"] and row["es_frames"]
+        for ed in row["ed_frames"]:
+            assert volume[ed] == volume[max(0, ed - 2): ed + 3].max()
+        for es in row["es_frames"]:
+            assert volume[es] == volume[max(0, es - 2): es + 3].min()
+        for ed in row["ed_frames"]:
+            later = [es for es in row["es_frames"] if es > ed]
+            if later:
+                assert area[ed] > 1.2 * area[later[0]]  # a real systole between them
+        ed_t, es_t = sorted(traced[name], key=lambda f: -volume[f])
+        f = filelist[name]
+        assert float(f["EDV"]) == pytest.approx(volume[ed_t], abs=1e-3)
+        assert float(f["ESV"]) == pytest.approx(volume[es_t], abs=1e-3)
+        assert 20 < float(f["EDV"]) < 400
+
+
+def test_ellipse_kind_keeps_the_v1_phantom(tmp_path):
+    """``kind: ellipse``: cavity scaled by s(t), the area ratio matches the EF (V ~ A^1.5)."""
+    cfg = tiny_params(phantom={"kind": "ellipse", "n_videos": 3}).phantom
+    phantom.write_dataset(cfg, tmp_path, seed=0, progress=False)
+    truth = phantom.load_truth(tmp_path)
     for row in truth.values():
+        assert row["kind"] == "ellipse"
         area = np.array(row["cavity_area"])
         spec = phantom.spec_from_truth(row)
+        assert isinstance(spec, phantom.PhantomSpec)
         scale = phantom.scale_curve(spec)
         for ed in row["ed_frames"]:
             later_es = [es for es in row["es_frames"] if es > ed]
@@ -67,9 +102,9 @@ def test_truth_cavity_area_follows_phase(phantom_dir):
                 assert scale[ed] == scale[max(0, ed - 2): ed + 3].max()
                 assert scale[es] == scale[max(0, es - 2): es + 3].min()
                 assert area[es] <= 1.01 * area[max(0, es - 2): es + 3].min()
-        # the measured area ratio matches the configured ejection fraction (V ~ A^1.5)
         ratio = area.min() / area.max()
         assert abs(ratio ** 1.5 - spec.s_min ** 3) < 0.08
+    assert {float(r["FPS"]) for r in _rows(tmp_path / "FileList.csv")} == {50.0}
 
 
 def test_generation_is_deterministic(tmp_path):
@@ -84,11 +119,12 @@ def test_generation_is_deterministic(tmp_path):
     assert c[0].name != name
 
 
-def test_true_flow_is_consistent_with_rendering():
+@pytest.mark.parametrize("kind", ["a4c", "ellipse"])
+def test_true_flow_is_consistent_with_rendering(kind):
     """Warping frame b back by the true flow reproduces frame a inside the flow's mask."""
     import cv2
 
-    cfg = tiny_params().phantom
+    cfg = tiny_params(phantom={"kind": kind}).phantom
     spec = phantom.sample_specs(cfg, seed=3)[0]
     frames = phantom.render(spec).astype(np.float32)
     ed, es = phantom.traced_frames(spec)

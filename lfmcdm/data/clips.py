@@ -49,6 +49,9 @@ class ClipResult:
     ed_frame: int | None = None  # label-free phase, clip indices (None when flagged)
     es_frame: int | None = None
     phase_status: str = "ok"  # 'ok' or why no phase could be estimated (the clip is still kept)
+    ed_frames: tuple[int, ...] = ()  # every beat's ED and ES (clip indices), empty when flagged
+    es_frames: tuple[int, ...] = ()
+    phase_confidence: float | None = None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -159,4 +162,6 @@ def ingest_one(job: ClipJob) -> ClipResult:
     save_npy(job.clip_path, clip)
     phase = estimate_phase(clip, job.target_fps, job.phase)
     return ClipResult(job.file_name, n_frames=len(clip), sha256=sha256_file(job.video_path),
-                      ed_frame=phase.ed, es_frame=phase.es, phase_status=phase.status)
+                      ed_frame=phase.ed, es_frame=phase.es, phase_status=phase.status,
+                      ed_frames=tuple(phase.eds) if phase.ok else (), es_frames=tuple(phase.ess) if phase.ok else (),
+                      phase_confidence=phase.confidence)

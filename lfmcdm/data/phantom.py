@@ -1,4 +1,11 @@
-"""A phantom EchoNet-Dynamic: beating ellipsoid ventricles in an ultrasound sector, with known truth.
+"""A phantom EchoNet-Dynamic with known truth: ``kind: a4c`` (default) or ``kind: ellipse``.
+
+``a4c`` is the apical four-chamber phantom of :mod:`lfmcdm.data.phantom_a4c` (four chambers, valves,
+atria in anti-phase, realistic image formation). ``ellipse`` is the original phantom described
+below, kept byte-identical (same seed, same videos and tables) for comparisons and fast tests;
+the functions here dispatch on the spec's type, so callers never need to know which one they hold.
+
+The ellipse phantom: beating ellipsoid ventricles in an ultrasound sector.
 
 Why a phantom: the pipeline must run end to end, offline, on a laptop, and its label-free
 estimates (cardiac phase, optical flow, motion fidelity of generated videos) must be *measured*
@@ -28,6 +35,8 @@ from tqdm import tqdm
 
 from lfmcdm.atomic import atomic_path, write_parquet
 from lfmcdm.config import PhantomConfig
+from lfmcdm.data import phantom_a4c
+from lfmcdm.data.phantom_a4c import A4cSpec
 from lfmcdm.data.echonet import FILELIST_COLUMNS, TRACING_COLUMNS
 from lfmcdm.data.video_io import write_gray
 
@@ -84,8 +93,10 @@ def scale_curve(spec: PhantomSpec) -> np.ndarray:
     return 1.0 - (1.0 - spec.s_min) * contraction(phi)
 
 
-def phase_frames(spec: PhantomSpec) -> tuple[list[int], list[int]]:
+def phase_frames(spec: PhantomSpec | A4cSpec) -> tuple[list[int], list[int]]:
     """True ED and ES frame indices (every cycle inside the video)."""
+    if isinstance(spec, A4cSpec):
+        return phantom_a4c.phase_frames(spec)
     period = 60.0 / spec.hr_bpm
     duration = (spec.n_frames - 1) / spec.fps
     s = scale_curve(spec)
@@ -123,12 +134,14 @@ def deformation_weight(spec: PhantomSpec, x: np.ndarray, y: np.ndarray) -> np.nd
     return 0.5 * (1 + np.cos(np.pi * u))
 
 
-def true_flow(spec: PhantomSpec, frame_a: int, frame_b: int) -> tuple[np.ndarray, np.ndarray]:
+def true_flow(spec: PhantomSpec | A4cSpec, frame_a: int, frame_b: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact forward flow ``(H, W, 2)`` from frame a to b, and the mask where it is exact.
 
     Inside the outer wall the motion is a pure scaling about the centre, so the flow of a pixel is
     known in closed form; outside we do not claim truth (the mask is False there).
     """
+    if isinstance(spec, A4cSpec):
+        return phantom_a4c.true_flow(spec, frame_a, frame_b)
     s = scale_curve(spec)
     yy, xx = np.mgrid[0 : spec.size, 0 : spec.size].astype(np.float64)
     ratio = s[frame_b] / s[frame_a]
@@ -138,8 +151,10 @@ def true_flow(spec: PhantomSpec, frame_a: int, frame_b: int) -> tuple[np.ndarray
     return flow.astype(np.float32), (r <= 1.0) & sector_mask(spec.size)
 
 
-def cavity_masks(spec: PhantomSpec) -> np.ndarray:
-    """Boolean cavity mask per frame ``(T, H, W)`` (the dark blood pool)."""
+def cavity_masks(spec: PhantomSpec | A4cSpec) -> np.ndarray:
+    """Boolean LV cavity mask per frame ``(T, H, W)`` (the dark blood pool of the left ventricle)."""
+    if isinstance(spec, A4cSpec):
+        return phantom_a4c.label_masks(spec)["lv"]
     s = scale_curve(spec)
     yy, xx = np.mgrid[0 : spec.size, 0 : spec.size].astype(np.float64)
     masks = [
@@ -179,8 +194,10 @@ def _reference_image(spec: PhantomSpec, rng: np.random.Generator) -> np.ndarray:
     return image * (1 - 0.88 * blood)
 
 
-def render(spec: PhantomSpec) -> np.ndarray:
+def render(spec: PhantomSpec | A4cSpec) -> np.ndarray:
     """Render the video ``(T, H, W)`` uint8 deterministically from its spec."""
+    if isinstance(spec, A4cSpec):
+        return phantom_a4c.render(spec)
     rng = np.random.default_rng(spec.seed)
     reference = _reference_image(spec, rng).astype(np.float32)
     size = spec.size
@@ -201,11 +218,13 @@ def render(spec: PhantomSpec) -> np.ndarray:
     return frames
 
 
-def sample_specs(cfg: PhantomConfig, seed: int) -> list[PhantomSpec]:
+def sample_specs(cfg: PhantomConfig, seed: int) -> list[PhantomSpec] | list[A4cSpec]:
     """Draw the random properties of every phantom video (deterministic in ``seed``)."""
     rng = np.random.default_rng(seed)
     n = cfg.n_videos
     splits = _assign_splits(n, cfg.splits.TRAIN, cfg.splits.VAL, rng)
+    if cfg.kind == "a4c":
+        return [phantom_a4c.sample_spec(cfg, rng, f"0X{rng.integers(0, 2**62):016X}", splits[i]) for i in range(n)]
     size = cfg.size
     specs = []
     for i in range(n):
@@ -265,38 +284,73 @@ def tracing_lines(spec: PhantomSpec, scale: float) -> list[tuple[float, float, f
     return [tuple(round(float(v), 3) for v in line) for line in lines]
 
 
-def traced_frames(spec: PhantomSpec) -> tuple[int, int]:
+def traced_frames(spec: PhantomSpec | A4cSpec) -> tuple[int, int]:
     """The ED frame and the ES frame an echocardiographer would trace (first full systole)."""
     ed, es = phase_frames(spec)
+    return _first_beat(ed, es, spec.n_frames)
+
+
+def _first_beat(ed: list[int], es: list[int], n_frames: int) -> tuple[int, int]:
     for e in ed:
         after = [s for s in es if s > e]
         if after:
             return e, after[0]
-    return (ed[0] if ed else 0), (es[0] if es else spec.n_frames - 1)
+    return (ed[0] if ed else 0), (es[0] if es else n_frames - 1)
 
 
-def write_dataset(cfg: PhantomConfig, out_dir: str | Path, seed: int, progress: bool = True) -> list[PhantomSpec]:
-    """Write a phantom EchoNet-Dynamic folder: FileList.csv, VolumeTracings.csv, Videos/, truth.parquet."""
+def write_dataset(cfg: PhantomConfig, out_dir: str | Path, seed: int, progress: bool = True) -> list:
+    """Write a phantom EchoNet-Dynamic folder: FileList.csv, VolumeTracings.csv, Videos/, truth.parquet.
+
+    truth.parquet: the spec's fields, ``kind``, ``ed_frames``/``es_frames`` (every beat, source
+    frames), ``cavity_area`` = ``lv_area`` (LV pixels per frame) and ``lv_volume`` (mL per frame).
+    """
     out = Path(out_dir)
     (out / "Videos").mkdir(parents=True, exist_ok=True)
     specs = sample_specs(cfg, seed)
     filelist, tracings, truth = [], [], []
     for spec in tqdm(specs, desc="phantom", unit="video", disable=not progress):
         write_gray(out / "Videos" / f"{spec.name}.avi", render(spec), spec.fps)
-        edv, esv = volumes(spec)
-        filelist.append([spec.name, round(spec.ef, 4), round(esv, 4), round(edv, 4), spec.size, spec.size,
-                         spec.fps, spec.n_frames, spec.split])
-        ed_t, es_t = traced_frames(spec)
-        s = scale_curve(spec)
-        for frame in (ed_t, es_t):
-            tracings += [[f"{spec.name}.avi", *line, frame] for line in tracing_lines(spec, float(s[frame]))]
-        ed, es = phase_frames(spec)
-        truth.append({**asdict(spec), "ed_frames": ed, "es_frames": es,
-                      "cavity_area": cavity_masks(spec).sum(axis=(1, 2)).astype(np.float32).tolist()})
+        rows, lines, facts = _a4c_tables(spec) if isinstance(spec, A4cSpec) else _ellipse_tables(spec)
+        filelist.append(rows)
+        tracings += lines
+        truth.append({**asdict(spec), "kind": spec.kind if isinstance(spec, A4cSpec) else "ellipse", **facts})
     _write_csv(out / "FileList.csv", FILELIST_COLUMNS, filelist)
     _write_csv(out / "VolumeTracings.csv", TRACING_COLUMNS, tracings)
     write_parquet(out / "truth.parquet", pa.Table.from_pylist(truth))
     return specs
+
+
+def _ellipse_tables(spec: PhantomSpec) -> tuple[list, list, dict]:
+    """FileList row, VolumeTracings rows and truth facts of one ellipse video (unchanged since v1)."""
+    edv, esv = volumes(spec)
+    row = [spec.name, round(spec.ef, 4), round(esv, 4), round(edv, 4), spec.size, spec.size,
+           spec.fps, spec.n_frames, spec.split]
+    ed_t, es_t = traced_frames(spec)
+    s = scale_curve(spec)
+    lines = []
+    for frame in (ed_t, es_t):
+        lines += [[f"{spec.name}.avi", *line, frame] for line in tracing_lines(spec, float(s[frame]))]
+    ed, es = phase_frames(spec)
+    area = cavity_masks(spec).sum(axis=(1, 2)).astype(np.float32).tolist()
+    return row, lines, {"ed_frames": ed, "es_frames": es, "cavity_area": area, "lv_area": area,
+                        "lv_volume": (edv * s**3).astype(np.float32).tolist()}
+
+
+def _a4c_tables(spec: A4cSpec) -> tuple[list, list, dict]:
+    """FileList row (EF from the traced beat's method-of-discs volumes, as EchoNet), tracings, truth facts."""
+    lv = phantom_a4c.label_masks(spec)["lv"]
+    area = lv.sum(axis=(1, 2)).astype(np.float32)
+    volume = np.array([phantom_a4c.lv_volume_ml(spec, m) for m in lv], np.float32)
+    ed, es = phantom_a4c.phase_frames(spec, volume)
+    ed_t, es_t = _first_beat(ed, es, spec.n_frames)
+    edv, esv = float(volume[ed_t]), float(volume[es_t])
+    row = [spec.name, round(100 * (1 - round(esv, 4) / round(edv, 4)), 4), round(esv, 4), round(edv, 4),
+           spec.size, spec.size, spec.fps, spec.n_frames, spec.split]
+    lines = []
+    for frame in (ed_t, es_t):
+        lines += [[f"{spec.name}.avi", *line, frame] for line in phantom_a4c.tracing_lines(spec, frame, N_CHORDS)]
+    return row, lines, {"ed_frames": ed, "es_frames": es, "cavity_area": area.tolist(), "lv_area": area.tolist(),
+                        "lv_volume": volume.tolist()}
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -316,7 +370,10 @@ def load_truth(root: str | Path) -> dict[str, dict]:
     return {row["name"]: row for row in pq.read_table(path).to_pylist()}
 
 
-def spec_from_truth(row: dict) -> PhantomSpec:
+def spec_from_truth(row: dict) -> PhantomSpec | A4cSpec:
     """Rebuild the spec of a phantom video from its truth row (to recompute true flow, masks...)."""
+    if row.get("kind") == "a4c":
+        fields = A4cSpec.__dataclass_fields__
+        return A4cSpec(**{k: tuple(row[k]) if isinstance(row[k], list) else row[k] for k in fields})
     fields = PhantomSpec.__dataclass_fields__
     return PhantomSpec(**{k: row[k] for k in fields})

@@ -14,17 +14,34 @@ from lfmcdm.config_base import Section
 
 
 class PhaseConfig(Section):
-    """Label-free ED/ES from the clip alone: dominant temporal mode of the central sector, oriented by dark area."""
+    """Label-free ED/ES of every beat: ventricles found as the moving blood nearer the apex (lfmcdm/pseudo/phase.py)."""
 
     min_frames: int = Field(16, ge=4, description="shorter clips are flagged, not estimated")
     blank_level: float = Field(8.0, ge=0, description="a clip whose brightest pixel is at or below this is blank")
     spatial_sigma: float = Field(2.0, ge=0, description="Gaussian blur (px) that averages out speckle before analysis")
     temporal_sigma: float = Field(0.7, ge=0, description="Gaussian smoothing of the cardiac signal (frames)")
-    central_fraction: float = Field(0.5, gt=0, le=1, description="analysed box side / sector bounding box")
     sector_erode_px: int = Field(5, ge=1, description="erosion (px) of the sector mask, to drop its flickering edge")
     min_region_px: int = Field(64, ge=1, description="fewer analysed pixels than this: use the whole sector")
-    dark_quantile: float = Field(0.2, gt=0, lt=1, description="dark threshold: quantile of the mean image")
-    dark_softness: float = Field(0.5, gt=0, description="width of the soft dark threshold, in std of the mean image")
+    dark_softness: float = Field(0.25, gt=0, description="width of the soft blood threshold, in std of the mean image")
+    loading_fraction: float = Field(0.25, gt=0, lt=1, description="pixels loading at least this share of the "
+                                    "strongest on the main mode form the chamber groups")
+    minor_group_share: float = Field(0.2, ge=0, le=1, description="a counter-phase group weaker than this share "
+                                     "of the main one is ignored (one chamber)")
+    atria_weight: float = Field(3.0, ge=0, le=10, description="weight of the atria's blood area (the anti-phase "
+                                "chambers below the ventricles), subtracted from the ventricles' in the cardiac "
+                                "signal: atrial volume peaks at end-systole (0 = ventricles only)")
+    min_depth_gap: float = Field(0.05, gt=0, description="anti-phase groups 2x this share of the sector depth apart: "
+                                 "the upper one is the ventricles (apical view); chosen ventricles that far *below* = "
+                                 "no confidence")
+    max_systole_share: float = Field(0.55, gt=0, lt=1, description="systole longer than this share of the cycle "
+                                     "= ED/ES look swapped (confidence falls to 0 over the next 10 %)")
+    min_beat_swing: float = Field(0.35, ge=0, le=1, description="beats with a smaller ED-ES swing (share of the "
+                                  "median) are noise, not beats")
+    edge_turn: float = Field(0.15, ge=0, le=1, description="an ED (ES) at a clip edge without its partner must "
+                             "fall (be fallen into) by this share of the median swing")
+    single_beat_confidence: float = Field(0.6, ge=0, le=1, description="periodicity evidence of a clip too short "
+                                          "to measure a period")
+    min_confidence: float = Field(0.35, ge=0, le=1, description="below this the clip is flagged with the reason")
     min_motion_rms: float = Field(1.0, ge=0, description="weaker dominant mode (RMS gray levels) = no motion")
     min_dominance: float = Field(1.25, ge=1, description="lower 1st/2nd singular value ratio = noise only")
     min_period_s: float = Field(0.3, gt=0, description="shortest cardiac period searched (200 bpm)")

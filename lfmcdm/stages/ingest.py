@@ -27,6 +27,7 @@ VIDEOS_SCHEMA = pa.schema([
     ("ef", pa.float64()), ("esv", pa.float64()), ("edv", pa.float64()),
     ("ed_frame", pa.int32()), ("es_frame", pa.int32()), ("traced_ed", pa.int32()), ("traced_es", pa.int32()),
     ("sha256", pa.string()), ("status", pa.string()),
+    ("ed_frames", pa.list_(pa.int32())), ("es_frames", pa.list_(pa.int32())), ("phase_confidence", pa.float64()),
 ])
 REJECTED_SCHEMA = pa.schema([("file_name", pa.string()), ("reason", pa.string()), ("source", pa.string())])
 
@@ -118,6 +119,8 @@ def _record(row: echonet.FileRow, result: ClipResult, fps: float, size: int, tra
         "ed_frame": result.ed_frame, "es_frame": result.es_frame,
         "traced_ed": to_clip(traced[0]) if traced else None, "traced_es": to_clip(traced[1]) if traced else None,
         "sha256": result.sha256, "status": result.phase_status,
+        "ed_frames": list(result.ed_frames), "es_frames": list(result.es_frames),
+        "phase_confidence": result.phase_confidence,
     }
 
 
