@@ -87,7 +87,7 @@ def build(job: "CohortJob", rows: list[dict]) -> dict:
             "appearance_splits": list(cfg.appearance_splits), "motion_splits": list(cfg.motion_splits),
             "models": {name: {"registry_name": f"lfmcdm-{name}", "version": job.versions.get(name),
                               "sha256": job.hashes.get(name)} for name in ("mcdm", "vae", "mafe", "reid")},
-            "motion_bank_sha256": job.hashes.get("motion_bank"), "mcdm_alias": cfg.model_alias,
+            "motion_bank_sha256": job.hashes.get("motion_bank"),
             "global_seed": job.params.seed, "plan_hash": job.key,
             "per_video_seed": "manifest.parquet column seed (with appearance_source, motion_source)",
             "created": {"first": created[0] if created else None, "last": created[-1] if created else None},
