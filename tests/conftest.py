@@ -95,6 +95,18 @@ def _no_home_state(tmp_path_factory):
             os.environ[key] = value
 
 
+def stop_process(proc, grace_s: float = 30) -> None:
+    """Terminate a background server a test started; kill it if it does not stop within ``grace_s``."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _free_port() -> int:
     import socket
 
@@ -137,11 +149,7 @@ def prefect_server(tmp_path_factory) -> str:
             time.sleep(0.5)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
 
 
 @pytest.fixture()

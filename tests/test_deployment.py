@@ -14,6 +14,8 @@ import yaml
 
 from flows.cohort import DAILY_CRON
 
+from .conftest import stop_process
+
 pytestmark = pytest.mark.e2e
 
 SERVE = textwrap.dedent('''
@@ -62,11 +64,7 @@ def test_daily_cohort_deployment_runs_on_a_prefect_server(dvc_project, tmp_path,
         trigger = subprocess.run([sys.executable, "-c", TRIGGER], cwd=root, env=prefect_env, capture_output=True,
                                  text=True, timeout=1200)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
         log.close()
     served = (tmp_path / "serve.log").read_text()[-4000:]
     assert trigger.returncode == 0, trigger.stdout[-2000:] + trigger.stderr[-4000:] + served
