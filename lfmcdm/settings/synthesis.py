@@ -25,7 +25,7 @@ class SynthesisConfig(Section):
     n_videos: int = Field(16, gt=0)
     strategy: Literal["reconstruct", "cross", "ef_targeted"] = "cross"
     # real sources: TRAIN only by default, so no held-out patient reaches a synthetic set (lfmcdm.synth.plan.safe_split)
-    appearance_splits: tuple[Split, ...] = ("TRAIN",)
+    appearance_splits: tuple[Split, ...] = ("VAL", "TEST")
     motion_splits: tuple[Split, ...] = ("TRAIN",)
     ef_range: Range | None = None  # ef_targeted: donors whose EF lies in this range
     sampler: Literal["dpmsolver++", "ddim", "ddpm"] = "dpmsolver++"
