@@ -133,9 +133,10 @@ def _at_model_fps(layout: Layout, name: str) -> np.ndarray:
     return clip[resample_indices(len(clip), fps, MODEL_FPS)]
 
 
-def _make_cohort(root, name: str, n: int, clip_for) -> tuple[object, dict, ClipModels]:
+def _make_cohort(root, name: str, n: int, clip_for, **synthesis) -> tuple[object, dict, ClipModels]:
     """A cohort through the real prepare -> shards -> assemble path, 'generated' by ``clip_for(i, spec)``."""
-    params = load_params(root / "params.yaml", overrides={"synthesis": {"cohort": name, "n_videos": n, "shard_size": 2}})
+    overrides = {"synthesis": {"cohort": name, "n_videos": n, "shard_size": 2, **synthesis}}
+    params = load_params(root / "params.yaml", overrides=overrides)
     layout = Layout(root)
     models = ClipModels(load_reid(layout.models / "reid"), {})
     job = prepare(params, root, models)
@@ -155,7 +156,7 @@ def test_privacy_failing_sample_never_ships(dvc_project_copy):
     layout = Layout(dvc_project_copy)
     heldout = [r["file_name"] for r in read_videos(layout, splits=("VAL", "TEST"))]
     job, metrics, _ = _make_cohort(dvc_project_copy, "quarantine", 4, lambda i, spec: _at_model_fps(
-        layout, spec.appearance_source if i == 0 else heldout[i % len(heldout)]))
+        layout, spec.appearance_source if i == 0 else heldout[i % len(heldout)]), appearance_splits=["TRAIN"])
     cohort = layout.synthetic / "quarantine"
     manifest = {r["sample_id"]: r for r in pq.read_table(cohort / "manifest.parquet").to_pylist()}
     copy = manifest["quarantine-000000"]
