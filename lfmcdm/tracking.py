@@ -9,6 +9,7 @@ parent run. A stage run alone gets a parent of its own.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -54,10 +55,21 @@ def pipeline_id() -> str:
     return f"single-{uuid.uuid4().hex[:12]}"
 
 
+def _quiet_store_setup() -> None:
+    """Silence MLflow's INFO lines about creating/migrating a new sqlite store.
+
+    They go to stderr on the first stage of a fresh checkout and bury the one-line error a stage
+    prints for bad input (docs/design.md, "Hostile input and faults"); warnings and errors still show.
+    """
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def setup(cfg: TrackingConfig, root: Path) -> str:
     """Point MLflow at the configured store and experiment; returns the experiment id."""
     import mlflow
 
+    _quiet_store_setup()
     mlflow.set_tracking_uri(tracking_uri(cfg, root))
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is None:
