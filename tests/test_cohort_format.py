@@ -44,10 +44,10 @@ def test_outline_is_long_axis_plus_twenty_chords(angle):
     assert outline_lines(np.zeros((112, 112), bool)) is None
 
 
-def test_pseudo_tracing_of_a_beating_phantom():
-    # ellipse phantom: the outline comes from the dark-pool cavity estimate, which on the apical
-    # four-chamber phantom still measures the largest dark component, not the LV (open in issue 11)
-    params = tiny_params(phantom={"kind": "ellipse", "n_videos": 3, "n_frames": {"low": 100, "high": 100}})
+@pytest.mark.parametrize("kind", ["ellipse", "a4c"])
+def test_pseudo_tracing_of_a_beating_phantom(kind):
+    # the outline is the dark pool inside the clip's label-free LV region (lfmcdm/eval/cavity.py)
+    params = tiny_params(phantom={"kind": kind, "n_videos": 3, "n_frames": {"low": 100, "high": 100}})
     spec = phantom.sample_specs(params.phantom, 0)[0]
     video = phantom.render(spec)
     cavity_cfg = params.diffusion.motion_eval.cavity
@@ -61,7 +61,9 @@ def test_pseudo_tracing_of_a_beating_phantom():
     true_area = phantom.cavity_masks(spec).sum(axis=(1, 2))
     assert ed_area > es_area
     assert true_area[tracing.ed] > true_area[tracing.es]  # the pseudo labels agree with the phantom's truth
-    assert ed_area == pytest.approx(true_area[tracing.ed], rel=0.35)  # the dark-pool estimate runs small
+    # the dark-pool estimate runs small: blurred bright walls cover the cavity's rim (2-3 px on the A4C
+    # phantom's point-spread function, about a third of a 20 x 45 px LV)
+    assert ed_area == pytest.approx(true_area[tracing.ed], rel=0.35 if kind == "ellipse" else 0.45)
 
     still = np.repeat(video[:1], len(video), axis=0)
     flagged = pseudo_tracing(still, spec.fps, params.pseudo.phase, cavity_cfg)

@@ -77,7 +77,7 @@ def estimate_phase(clip: np.ndarray, fps: float, cfg: PhaseConfig | None = None)
     if clip.size == 0 or float(clip.max()) <= cfg.blank_level:
         return PhaseEstimate(None, None, "blank clip: no echo signal")
     sector, apex = find_sector(clip, cfg)
-    frames = _smoothed(clip, cfg.spatial_sigma)
+    frames = smoothed_frames(clip, cfg.spatial_sigma)
     pixels = frames[:, sector]
     flag = motion_flag(pixels, cfg)
     if flag:
@@ -145,7 +145,7 @@ def find_sector(clip: np.ndarray, cfg: PhaseConfig) -> tuple[np.ndarray, tuple[f
     return sector, (float(xs[top].mean()), float(ys.min()))
 
 
-def _smoothed(clip: np.ndarray, sigma: float) -> np.ndarray:
+def smoothed_frames(clip: np.ndarray, sigma: float) -> np.ndarray:
     frames = np.asarray(clip, dtype=np.float32)
     if sigma > 0:
         frames = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in frames])
@@ -330,6 +330,7 @@ def find_beats(signal: np.ndarray, period: float | None, fps: float,
         if lo < stop:
             es = lo + int(np.argmin(signal[lo:stop]))
             if _is_local_min(signal, es):
+                es = plateau_start(signal, es, lo, cfg.es_plateau * (signal[ed] - signal[es]))
                 beats.append((ed, es))
                 ess.append(es)
     back = int(np.ceil(period)) if period else eds[0]
@@ -337,7 +338,7 @@ def find_beats(signal: np.ndarray, period: float | None, fps: float,
     if lo < eds[0] - 1:
         es = lo + int(np.argmin(signal[lo : eds[0]]))
         if _is_local_min(signal, es) and es < eds[0]:
-            ess.insert(0, es)
+            ess.insert(0, plateau_start(signal, es, lo, cfg.es_plateau * (signal[:es].max() - signal[es])))
     swings = [signal[ed] - signal[es] for ed, es in beats] or [float(np.ptp(signal))]
     median = float(np.median(swings))
     floor = cfg.min_beat_swing * median
@@ -350,6 +351,19 @@ def find_beats(signal: np.ndarray, period: float | None, fps: float,
     keep_es = [es for es in ess if es in paired_es
                or (es > 0 and signal[max(0, es - half) : es].max() - signal[es] >= turn)]
     return keep_beats, sorted(keep_ed), sorted(keep_es)
+
+
+def plateau_start(signal: np.ndarray, es: int, lo: int, tolerance: float) -> int:
+    """The first frame of the flat bottom that ends at minimum ``es`` (not before ``lo``).
+
+    Why: right after end-systole the opening mitral leaflets swing into the ventricle and keep its
+    dark area low while it already refills, so the bottom of the curve is a plateau and its minimum
+    lands late; end-systole is where the fall ends, the plateau's start.
+    """
+    start = es
+    while start - 1 >= lo and signal[start - 1] <= signal[es] + tolerance:
+        start -= 1
+    return start
 
 
 def strongest_beat(signal: np.ndarray, beats: list[tuple[int, int]]) -> tuple[int, int]:

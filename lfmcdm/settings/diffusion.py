@@ -79,6 +79,10 @@ class CavityConfig(Section):
     dark_fraction: float = Field(0.5, gt=0, lt=1, description="dark = below this share of the sector median")
     region_fraction: float = Field(0.7, gt=0, le=1, description="central box (share of width/height) searched")
     sector_erode_px: int = Field(5, ge=1, description="sector erosion that keeps the fan's edge out")
+    region: Literal["lv", "box"] = Field("lv", description="lv: search the LV's label-free region (the moving "
+                                         "chambers nearer the apex); box: the central box (all dark pixels)")
+    lv_close_px: int = Field(3, ge=1, description="closing (px) that joins the LV's moving pixels into one blob")
+    lv_min_px: int = Field(30, ge=1, description="a smaller moving blob is no LV: fall back to the central box")
 
 
 class MotionEvalConfig(Section):

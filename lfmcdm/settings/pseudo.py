@@ -50,6 +50,8 @@ class PhaseConfig(Section):
     max_lag_share: float = Field(0.75, gt=0, le=1, description="longest trusted lag / clip length")
     period_peak_share: float = Field(0.8, gt=0, le=1, description="first peak this close to the top is the period")
     es_window: float = Field(0.6, gt=0, le=1, description="ES is searched this share of a period after ED")
+    es_plateau: float = Field(0.0, ge=0, lt=1, description="ES = the first frame within this share of the ED-ES "
+                              "swing of the minimum (the start of a flat bottom); 0 = the minimum itself")
     min_systole_frames: int = Field(2, ge=1, description="smallest ES - ED gap (frames)")
 
     @model_validator(mode="after")

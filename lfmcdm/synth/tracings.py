@@ -6,9 +6,9 @@ video, so both ingredients come from the pipeline's own label-free estimators:
 
 - the ED and ES frames from the label-free phase estimator (:func:`lfmcdm.pseudo.phase.estimate_phase`,
   the one ingest uses on real clips), called through its public API only;
-- the outline from the label-free cavity estimate (:func:`lfmcdm.eval.cavity.cavity_mask`, the one
-  evaluation measures cavity-area curves with): its principal axis is the long axis, and each chord
-  spans the mask across the axis.
+- the outline from the label-free LV cavity estimate (:func:`lfmcdm.eval.cavity.cavity_mask` inside
+  the clip's label-free LV region, the one evaluation measures cavity-area curves with): its
+  principal axis is the long axis, and each chord spans the mask across the axis.
 
 A video on which either estimate fails, or where the cavity at "ED" is not larger than at "ES"
 (the two estimators disagree), gets no tracing and says why: EchoNet drops videos without two
@@ -26,7 +26,7 @@ import numpy as np
 from lfmcdm.atomic import atomic_path
 from lfmcdm.data.echonet import TRACING_COLUMNS
 from lfmcdm.data.phantom import N_CHORDS
-from lfmcdm.eval.cavity import cavity_mask, search_region
+from lfmcdm.eval.cavity import cavity_mask, clip_regions
 from lfmcdm.pseudo.phase import estimate_phase
 from lfmcdm.settings.diffusion import CavityConfig
 from lfmcdm.settings.pseudo import PhaseConfig
@@ -99,7 +99,7 @@ def pseudo_tracing(video: np.ndarray, fps: float, phase_cfg: PhaseConfig, cavity
     if not phase.ok:
         return PseudoTracing(None, None, f"phase: {phase.status}")
     ed, es = int(phase.ed), int(phase.es)
-    fan, region = search_region(video.shape[-1], cavity_cfg)
+    fan, region = clip_regions(video, cavity_cfg)
     outlines = {}
     for frame in (es, ed):
         lines = outline_lines(cavity_mask(video[frame], fan, region, cavity_cfg))
