@@ -23,7 +23,7 @@ import torch
 
 from lfmcdm.config import TrainConfig, load_params
 from lfmcdm.train.diffusion import train_mcdm
-from lfmcdm.train.runtime import resolve_device
+from lfmcdm.runtime import resolve_device
 
 MOTION_BANK_SIZE = 64  # random motion vectors: only their statistics feed the conditioner
 

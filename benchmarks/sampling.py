@@ -24,8 +24,8 @@ from lfmcdm.data.phantom import load_truth
 from lfmcdm.data.tables import read_videos
 from lfmcdm.eval.motion_area import motion_area_r
 from lfmcdm.layout import Layout
-from lfmcdm.synth.pipeline import MCDMPipeline
-from lfmcdm.train.runtime import resolve_device
+from lfmcdm.models.pipeline import MCDMPipeline
+from lfmcdm.runtime import resolve_device
 
 SAMPLERS = (("ddpm", 128), ("dpmsolver++", 25), ("ddim", 50))
 

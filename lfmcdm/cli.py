@@ -49,7 +49,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from lfmcdm.preflight import PreflightError
     from lfmcdm.stages.ingest import NothingKept
     from lfmcdm.stages.phantom import PhantomRefused
-    from lfmcdm.synth.pipeline import ModelMismatchError
+    from lfmcdm.models.pipeline import ModelMismatchError
     from lfmcdm.synth.plan import PlanError
 
     return (ConfigError, EchoNetFormatError, ValidationFailed, FileNotFoundError, LookupError, PlanError,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lfmcdm.data import phantom
-from lfmcdm.pseudo.phase import estimate_phase
+from lfmcdm.data.phase import estimate_phase
 from lfmcdm.synth import card
 from lfmcdm.synth.cohort import CohortJob
 from lfmcdm.synth.tracings import outline_area, outline_lines, pseudo_tracing, write_tracings

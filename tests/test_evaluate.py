@@ -193,7 +193,7 @@ def write_fake_cohort(params, layout: Layout, name: str, n: int, seed: int = 0, 
     from lfmcdm.data.clips import sha256_file
     from lfmcdm.pseudo.reid import embed_frames, load_reid
     from lfmcdm.synth.cohort import MANIFEST_SCHEMA, identities, write_filelist
-    from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
+    from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
 
     rng = np.random.default_rng(seed)
     truth = phantom.load_truth(layout.root / params.phantom.out_dir)

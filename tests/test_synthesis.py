@@ -25,7 +25,7 @@ from lfmcdm.pseudo.reid import embed_frames, load_reid
 from lfmcdm.synth import card
 from lfmcdm.synth.cohort import QUARANTINE, assemble, identities, prepare, run_shard
 from lfmcdm.synth.plan import SampleSpec
-from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
+from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
 
 from .conftest import REPO, run_ok, subprocess_env
 from .echonet_rules import EchoRules

@@ -8,7 +8,7 @@ import pytest
 from lfmcdm.settings.synthesis import SynthesisConfig
 from lfmcdm.synth.plan import PlanError, plan_cohort, plan_hash
 from lfmcdm.synth.schedule import daily_cohort_name
-from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
+from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
 
 
 def _videos(n=12):

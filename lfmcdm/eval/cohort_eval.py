@@ -26,7 +26,7 @@ from lfmcdm.eval.frechet import frechet_between
 from lfmcdm.eval.metric_catalog import empty_metrics
 from lfmcdm.eval.motion_fidelity import CurveMatch, align_curves, nanmean_or_none, rowwise_cosine, shuffled_partners
 from lfmcdm.layout import Layout
-from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
+from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
 
 PRIVACY_SPLITS = ("TRAIN",)  # the people the privacy filter protects (lfmcdm.synth.cohort.identities)
 

@@ -17,8 +17,8 @@ from lfmcdm.data.tables import load_array, load_clip
 from lfmcdm.eval.cavity import cavity_areas, pearson
 from lfmcdm.layout import Layout
 from lfmcdm.settings.diffusion import DiffusionConfig
-from lfmcdm.synth.pipeline import MCDMPipeline
-from lfmcdm.train.video_windows import window_indices
+from lfmcdm.models.pipeline import MCDMPipeline
+from lfmcdm.data.video_windows import window_indices
 
 MIN_REAL_FRAMES = 3  # a correlation needs at least this many points
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from lfmcdm.models.reid import ReidEncoder, ReidModelConfig, load_encoder
 from lfmcdm.settings.pseudo import ReidConfig
-from lfmcdm.train.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
+from lfmcdm.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
 
 
 def build_encoder(cfg: ReidConfig, seed: int) -> ReidEncoder:

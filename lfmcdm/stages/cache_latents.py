@@ -21,7 +21,7 @@ from lfmcdm.atomic import save_npy, write_json
 from lfmcdm.data.tables import load_clip, read_videos
 from lfmcdm.models.vae import VAE_DIR, encode_frames, latent_shape, load_vae
 from lfmcdm.train.accel import log_curve
-from lfmcdm.train.runtime import resolve_device
+from lfmcdm.runtime import resolve_device
 
 INDEX_FILE = "index.json"
 LATENT_DTYPE = np.float16

@@ -17,7 +17,7 @@ from lfmcdm.eval.cohort_data import load_cohort
 from lfmcdm.eval.cohort_eval import evaluate_cohort
 from lfmcdm.eval.report.build import ReportInputs, clean_metrics, write_report
 from lfmcdm.eval.report.training_curves import latest_curves
-from lfmcdm.train.runtime import configure_threads, resolve_device, seed_everything
+from lfmcdm.runtime import configure_threads, resolve_device, seed_everything
 
 REPORT_ARTIFACTS = "report"  # MLflow artifact folder of the evaluate run
 

@@ -27,7 +27,7 @@ from lfmcdm.layout import Layout
 from lfmcdm.models.mafe import load_mafe, mafe_version
 from lfmcdm.models.motion_vectors import motion_trajectories, trajectory_pairs
 from lfmcdm.stages.train_mafe import MODEL_DIR
-from lfmcdm.train.runtime import resolve_device
+from lfmcdm.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 

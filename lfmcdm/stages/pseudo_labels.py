@@ -27,7 +27,7 @@ from lfmcdm.pseudo.flow import FlowJob, flow_one
 from lfmcdm.pseudo.reid import embed_frames, reid_top1, train_reid
 from lfmcdm.settings.pseudo import ReidConfig
 from lfmcdm.stages.ingest import source_root
-from lfmcdm.train.runtime import configure_threads, resolve_device, seed_everything
+from lfmcdm.runtime import configure_threads, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Stage ``train_diffusion``: train the motion-conditioned video diffusion model (MCDM).
 
 Inputs: cached latents (``data/processed/latents``), the motion bank (``data/processed/motion.parquet``),
-``models/vae``. Outputs: ``models/mcdm/`` (EMA weights; see :mod:`lfmcdm.synth.pipeline`), MLflow
+``models/vae``. Outputs: ``models/mcdm/`` (EMA weights; see :mod:`lfmcdm.models.pipeline`), MLflow
 model ``lfmcdm-mcdm`` (a new version every run, ``@latest`` resolves to it; alias ``champion`` moves
 to it when its validation loss beats the previous champion's), metrics train_loss and
 motion_area_r (null unless the source is the phantom). Resumable from ``checkpoints/train_diffusion/``;
@@ -23,11 +23,11 @@ from lfmcdm.models.unet import time_ids
 from lfmcdm.models.vae import VAE_DIR, latent_shape, load_vae
 from lfmcdm.stages.cache_latents import folder_hash
 from lfmcdm.stages.ingest import source_root
-from lfmcdm.synth.pipeline import MCDM_DIR, MCDMPipeline, save_mcdm
+from lfmcdm.models.pipeline import MCDM_DIR, MCDMPipeline, save_mcdm
 from lfmcdm.train.accel import fingerprint, log_curve
 from lfmcdm.train.diffusion import make_noise_scheduler, train_mcdm, validation_loss
-from lfmcdm.train.runtime import resolve_device, seed_everything
-from lfmcdm.train.video_windows import LatentWindows, read_motion
+from lfmcdm.runtime import resolve_device, seed_everything
+from lfmcdm.data.video_windows import LatentWindows, read_motion
 
 REGISTERED_NAME = "lfmcdm-mcdm"
 CHAMPION = "champion"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from lfmcdm import tracking
 from lfmcdm.models.mafe import mafe_version, save_mafe
 from lfmcdm.train.mafe import ef_probe_metrics, prepare_data, train_mafe
-from lfmcdm.train.runtime import resolve_device
+from lfmcdm.runtime import resolve_device
 
 MODEL_NAME = "lfmcdm-mafe"
 MODEL_DIR = "mafe"

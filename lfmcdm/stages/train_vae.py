@@ -14,7 +14,7 @@ from lfmcdm.atomic import atomic_dir
 from lfmcdm.data.tables import read_videos
 from lfmcdm.models.vae import VAE_DIR
 from lfmcdm.train.accel import fingerprint
-from lfmcdm.train.runtime import seed_everything
+from lfmcdm.runtime import seed_everything
 from lfmcdm.train.vae import FrameSource, compute_scaling_factor, evaluate_vae, train_vae
 
 REGISTERED_NAME = "lfmcdm-vae"

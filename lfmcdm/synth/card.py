@@ -38,7 +38,7 @@ PRIVACY_RULE = (
 PSEUDO_LABELS = {
     "VolumeTracings.csv": (
         "PSEUDO labels, no human traced these videos: ED and ES frames from the label-free phase estimator "
-        "(lfmcdm.pseudo.phase), LV outline (long axis + 20 chords, EchoNet's format) from the label-free cavity "
+        "(lfmcdm.data.phase), LV outline (long axis + 20 chords, EchoNet's format) from the label-free cavity "
         "estimate (lfmcdm.eval.cavity) at those frames. ES rows come first, ED rows last, as EchoNet's loader "
         "expects. Videos where either estimate failed have no tracing (see manifest column pseudo_tracing)."),
     "EF": ("The motion donor's EF (a real video's label, propagated): the motion comes from that video; the "

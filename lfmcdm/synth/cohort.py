@@ -36,7 +36,7 @@ from lfmcdm.data.video_io import resample_indices, write_gray
 from lfmcdm.layout import Layout
 from lfmcdm.synth import card
 from lfmcdm.synth.plan import SampleSpec, plan_cohort, plan_hash
-from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
+from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
 from lfmcdm.synth.tracings import pseudo_tracing, write_tracings
 
 VIDEOS, QUARANTINE = "Videos", "quarantine"

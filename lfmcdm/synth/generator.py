@@ -27,9 +27,9 @@ from lfmcdm.data.clips import sha256_file
 from lfmcdm.data.tables import load_array, read_videos
 from lfmcdm.layout import Layout
 from lfmcdm.pseudo.reid import embed_frames, load_reid
-from lfmcdm.synth.pipeline import MCDMPipeline, check_pair, content_version
+from lfmcdm.models.pipeline import MCDMPipeline, check_pair, content_version
 from lfmcdm.synth.plan import SampleSpec
-from lfmcdm.train.runtime import configure_threads, resolve_device
+from lfmcdm.runtime import configure_threads, resolve_device
 
 MODEL_DIRS = {"mcdm": "mcdm", "vae": "vae", "reid": "reid"}  # under models/
 

@@ -28,8 +28,8 @@ import numpy as np
 from lfmcdm.config import Params
 from lfmcdm.data.tables import read_videos
 from lfmcdm.layout import Layout
-from lfmcdm.synth.pipeline import check_mafe, check_pair, content_version
-from lfmcdm.synth.privacy import real_threshold
+from lfmcdm.models.pipeline import check_mafe, check_pair, content_version
+from lfmcdm.eval.privacy import real_threshold
 from lfmcdm.synth.pyfunc import PRIVACY_FILE, SETTINGS_FILE, GeneratorModel
 
 GENERATOR_NAME = "lfmcdm-generator"

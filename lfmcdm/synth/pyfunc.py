@@ -47,8 +47,8 @@ class GeneratorModel(PythonModel):
         from lfmcdm.models.mafe import load_mafe
         from lfmcdm.pseudo.reid import load_reid
         from lfmcdm.settings.pseudo import PhaseConfig
-        from lfmcdm.synth.pipeline import MCDMPipeline, check_pair, check_mafe
-        from lfmcdm.train.runtime import resolve_device
+        from lfmcdm.models.pipeline import MCDMPipeline, check_pair, check_mafe
+        from lfmcdm.runtime import resolve_device
 
         art = {k: Path(v) for k, v in context.artifacts.items()}
         self.settings = json.loads(art["settings"].read_text())
@@ -89,9 +89,9 @@ class GeneratorModel(PythonModel):
 
     def _one(self, appearance: str, motion: str, seed: int, sampling: dict[str, Any]) -> dict[str, Any]:
         from lfmcdm.models.motion_vectors import motion_trajectories, trajectory_pairs
-        from lfmcdm.pseudo.phase import estimate_phase
+        from lfmcdm.data.phase import estimate_phase
         from lfmcdm.pseudo.reid import embed_frames
-        from lfmcdm.synth.privacy import nearest_similarity, video_embedding
+        from lfmcdm.eval.privacy import nearest_similarity, video_embedding
 
         fps = float(self.settings["clip_fps"])
         look = self._clip(appearance)

@@ -27,7 +27,7 @@ from lfmcdm.atomic import atomic_path
 from lfmcdm.data.echonet import TRACING_COLUMNS
 from lfmcdm.data.phantom import N_CHORDS
 from lfmcdm.eval.cavity import cavity_mask, search_region
-from lfmcdm.pseudo.phase import estimate_phase
+from lfmcdm.data.phase import estimate_phase
 from lfmcdm.settings.diffusion import CavityConfig
 from lfmcdm.settings.pseudo import PhaseConfig
 

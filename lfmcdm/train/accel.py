@@ -18,8 +18,8 @@ from accelerate import Accelerator
 from tqdm import tqdm
 
 from lfmcdm.config import TrainConfig
-from lfmcdm.train.checkpoint import load_checkpoint
-from lfmcdm.train.runtime import configure_threads, resolve_device
+from lfmcdm.checkpoint import load_checkpoint
+from lfmcdm.runtime import configure_threads, resolve_device
 
 SEED_SPACE = 2**62  # torch seeds drawn from a step's RNG
 LOSS_SMOOTHING = 0.98  # EMA of the training loss, reported as the stage's train loss

@@ -23,8 +23,8 @@ from lfmcdm.models.unet import MCDM, build_conditioner, build_unet, time_ids
 from lfmcdm.settings.diffusion import DiffusionConfig
 from lfmcdm.train.accel import (SEED_SPACE, StepLoop, fingerprint, log_curve, make_accelerator, resumable_state,
                                 step_rng)
-from lfmcdm.train.checkpoint import load_checkpoint, save_checkpoint
-from lfmcdm.train.video_windows import LatentWindows
+from lfmcdm.checkpoint import load_checkpoint, save_checkpoint
+from lfmcdm.data.video_windows import LatentWindows
 
 
 def make_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:

@@ -38,9 +38,9 @@ from lfmcdm.layout import Layout
 from lfmcdm.models.mafe import MAFE, MafeOutput
 from lfmcdm.models.motion_vectors import encode_pairs
 from lfmcdm.settings.mafe import MafeConfig
-from lfmcdm.train.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
+from lfmcdm.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
 from lfmcdm.train.mafe_data import PairDataset, epoch_batches
-from lfmcdm.train.runtime import configure_threads, resolve_device, seed_everything
+from lfmcdm.runtime import configure_threads, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from lfmcdm.models.vae import build_vae, to_unit
 from lfmcdm.settings.diffusion import VaeConfig
 from lfmcdm.train.accel import (SEED_SPACE, StepLoop, fingerprint, log_curve, make_accelerator, resumable_state,
                                 step_rng)
-from lfmcdm.train.checkpoint import load_checkpoint, save_checkpoint
+from lfmcdm.checkpoint import load_checkpoint, save_checkpoint
 
 
 @dataclass
