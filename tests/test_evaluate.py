@@ -156,7 +156,7 @@ def fake_models_and_features(layout: Layout, times_s: tuple[float, ...], seed: i
     from lfmcdm.atomic import save_npy, write_parquet
     from lfmcdm.models.mafe import MAFE, save_mafe
     from lfmcdm.models.reid import save_encoder
-    from lfmcdm.pseudo.reid import build_encoder, embed_frames
+    from lfmcdm.models.reid import build_encoder, embed_frames
     from lfmcdm.settings.mafe import MafeModelConfig
     from lfmcdm.settings.pseudo import ReidConfig
     from lfmcdm.stages.motion_bank import motion_schema
@@ -191,7 +191,7 @@ def write_fake_cohort(params, layout: Layout, name: str, n: int, seed: int = 0, 
 
     from lfmcdm.atomic import write_parquet
     from lfmcdm.data.clips import sha256_file
-    from lfmcdm.pseudo.reid import embed_frames, load_reid
+    from lfmcdm.models.reid import embed_frames, load_reid
     from lfmcdm.synth.cohort import MANIFEST_SCHEMA, identities, write_filelist
     from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
 

@@ -74,7 +74,7 @@ def test_registered_generator_has_signature_requirements_and_tags(dvc_project):
 
     assert f"torch=={torch.__version__}" in open(reqs).read().split()
     # the bundle is the models/ the cohort came from
-    from lfmcdm.models.pipeline import content_version
+    from lfmcdm.fingerprint import content_version
 
     assert version.tags["lfmcdm.mcdm_version"] == content_version(dvc_project / "models/mcdm")
 

@@ -21,7 +21,8 @@ from lfmcdm.data.video_io import write_gray
 from lfmcdm.pseudo import metrics
 from lfmcdm.pseudo.flow import compute_flow, end_point_error, flow_pairs, video_flows, warp_backward
 from lfmcdm.data.phase import estimate_phase
-from lfmcdm.pseudo.reid import augment, build_encoder, embed_frames, load_reid, reid_top1, train_reid
+from lfmcdm.models.reid import build_encoder, embed_frames, load_reid
+from lfmcdm.pseudo.reid import augment, reid_top1, train_reid
 from lfmcdm.settings.pseudo import FlowConfig, ReidConfig
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"

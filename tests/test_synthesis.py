@@ -21,7 +21,7 @@ from lfmcdm.config import load_params
 from lfmcdm.data.tables import load_clip, read_videos
 from lfmcdm.data.video_io import resample_indices
 from lfmcdm.layout import Layout
-from lfmcdm.pseudo.reid import embed_frames, load_reid
+from lfmcdm.models.reid import embed_frames, load_reid
 from lfmcdm.synth import card
 from lfmcdm.synth.cohort import QUARANTINE, assemble, identities, prepare, run_shard
 from lfmcdm.synth.plan import SampleSpec

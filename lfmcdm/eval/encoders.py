@@ -3,7 +3,7 @@
 Each adapter reuses the code that produced the real-data features, so real and synthetic
 features are computed the same way:
 
-* ReID frame embeddings: :func:`lfmcdm.pseudo.reid.embed_frames` with ``models/reid/``
+* ReID frame embeddings: :func:`lfmcdm.models.reid.embed_frames` with ``models/reid/``
   (the same encoder wrote ``data/interim/reid/``);
 * label-free ED/ES: :func:`lfmcdm.data.phase.estimate_phase` (what ingest stores in videos.parquet);
 * MAFE motion vectors: the motion bank's encoding (``lfmcdm.models.motion_vectors``: the
@@ -29,7 +29,7 @@ CONFIG_FILE = "config.json"
 
 def load_reid_model(layout: Layout, device: torch.device | str = "cpu"):
     """The ReID encoder in ``models/reid/``, or None when it has not been trained."""
-    from lfmcdm.pseudo.reid import load_reid
+    from lfmcdm.models.reid import load_reid
 
     directory = layout.models / REID_DIR
     return load_reid(directory, device) if (directory / CONFIG_FILE).exists() else None
@@ -45,7 +45,7 @@ def load_mafe_model(layout: Layout, device: torch.device | str = "cpu"):
 
 def reid_frame_embeddings(model, video: np.ndarray, batch_size: int) -> np.ndarray:
     """L2-normalised ReID embedding of every frame ``(T, D)`` float32."""
-    from lfmcdm.pseudo.reid import embed_frames
+    from lfmcdm.models.reid import embed_frames
 
     return embed_frames(model, np.asarray(video, np.uint8), batch_size=batch_size)
 

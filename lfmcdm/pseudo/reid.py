@@ -1,4 +1,7 @@
-"""Self-supervised re-identification: which video (patient/acquisition) does a frame come from?
+"""Self-supervised re-identification training: which video (patient/acquisition) does a frame come from?
+
+The network and inference (:func:`lfmcdm.models.reid.embed_frames`, used by synthesis and evaluation)
+live in :mod:`lfmcdm.models.reid`; this module only trains it (stage ``pseudo_labels``).
 
 Training signal without labels: two frames of one video, independently augmented (gain, gamma,
 noise, shift: the acquisition nuisances), are the same identity; frames of the other videos in
@@ -21,33 +24,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from lfmcdm.models.reid import ReidEncoder, ReidModelConfig, load_encoder
+from lfmcdm.models.reid import ReidEncoder, build_encoder
 from lfmcdm.settings.pseudo import ReidConfig
 from lfmcdm.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
-
-
-def build_encoder(cfg: ReidConfig, seed: int) -> ReidEncoder:
-    """A freshly initialised encoder (the same weights for the same seed)."""
-    torch.manual_seed(seed)
-    return ReidEncoder(ReidModelConfig(input_size=cfg.input_size, channels=list(cfg.channels),
-                                       embed_dim=cfg.embed_dim, pooled=cfg.pooled))
-
-
-def load_reid(directory: str | Path, device: str | torch.device = "cpu") -> ReidEncoder:
-    """The encoder saved in ``directory`` (``models/reid/`` or an MLflow download), in eval mode."""
-    return load_encoder(directory, device)
-
-
-@torch.no_grad()
-def embed_frames(model: ReidEncoder, frames_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """L2-normalised embeddings ``(N, D)`` float32 of uint8 frames ``(N, H, W)``."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = [model(torch.from_numpy(np.array(frames_uint8[i : i + batch_size])).to(device)).cpu()
-           for i in range(0, len(frames_uint8), batch_size)]
-    if not out:
-        return np.zeros((0, model.config.embed_dim), np.float32)
-    return torch.cat(out).numpy().astype(np.float32)
 
 
 def augment(frames: np.ndarray, rng: np.random.Generator, cfg: ReidConfig) -> np.ndarray:

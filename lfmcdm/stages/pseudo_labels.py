@@ -24,7 +24,8 @@ from lfmcdm.models.reid import save_encoder
 from lfmcdm.parallel import pmap
 from lfmcdm.pseudo import metrics
 from lfmcdm.pseudo.flow import FlowJob, flow_one
-from lfmcdm.pseudo.reid import embed_frames, reid_top1, train_reid
+from lfmcdm.models.reid import embed_frames
+from lfmcdm.pseudo.reid import reid_top1, train_reid
 from lfmcdm.settings.pseudo import ReidConfig
 from lfmcdm.stages.ingest import source_root
 from lfmcdm.runtime import configure_threads, resolve_device, seed_everything

@@ -20,8 +20,8 @@ from lfmcdm.data.phantom import load_truth
 from lfmcdm.data.tables import read_videos
 from lfmcdm.eval.motion_area import motion_area_r
 from lfmcdm.models.unet import time_ids
+from lfmcdm.fingerprint import folder_hash
 from lfmcdm.models.vae import VAE_DIR, latent_shape, load_vae
-from lfmcdm.stages.cache_latents import folder_hash
 from lfmcdm.stages.ingest import source_root
 from lfmcdm.models.pipeline import MCDM_DIR, MCDMPipeline, save_mcdm
 from lfmcdm.train.accel import fingerprint, log_curve

@@ -26,8 +26,8 @@ from lfmcdm.config import Params
 from lfmcdm.data.clips import sha256_file
 from lfmcdm.data.tables import load_array, read_videos
 from lfmcdm.layout import Layout
-from lfmcdm.pseudo.reid import embed_frames, load_reid
-from lfmcdm.models.pipeline import MCDMPipeline, check_pair, content_version
+from lfmcdm.models.pipeline import MCDMPipeline, check_pair
+from lfmcdm.models.reid import embed_frames, load_reid
 from lfmcdm.synth.plan import SampleSpec
 from lfmcdm.runtime import configure_threads, resolve_device
 
@@ -82,7 +82,6 @@ def _model_dir(layout: Layout, key: str) -> Path:
 
 @functools.lru_cache(maxsize=2)
 def _load(root: str, params_json: str) -> RegistryModels:
-    from lfmcdm.stages.cache_latents import folder_hash  # the one model-folder hash (as content_version)
 
     params = Params.model_validate_json(params_json)
     layout = Layout(Path(root))

@@ -28,7 +28,8 @@ import numpy as np
 from lfmcdm.config import Params
 from lfmcdm.data.tables import read_videos
 from lfmcdm.layout import Layout
-from lfmcdm.models.pipeline import check_mafe, check_pair, content_version
+from lfmcdm.fingerprint import content_version
+from lfmcdm.models.pipeline import check_mafe, check_pair
 from lfmcdm.eval.privacy import real_threshold
 from lfmcdm.synth.pyfunc import PRIVACY_FILE, SETTINGS_FILE, GeneratorModel
 

@@ -45,7 +45,7 @@ class GeneratorModel(PythonModel):
 
     def load_context(self, context) -> None:
         from lfmcdm.models.mafe import load_mafe
-        from lfmcdm.pseudo.reid import load_reid
+        from lfmcdm.models.reid import load_reid
         from lfmcdm.settings.pseudo import PhaseConfig
         from lfmcdm.models.pipeline import MCDMPipeline, check_pair, check_mafe
         from lfmcdm.runtime import resolve_device
@@ -90,7 +90,7 @@ class GeneratorModel(PythonModel):
     def _one(self, appearance: str, motion: str, seed: int, sampling: dict[str, Any]) -> dict[str, Any]:
         from lfmcdm.models.motion_vectors import motion_trajectories, trajectory_pairs
         from lfmcdm.data.phase import estimate_phase
-        from lfmcdm.pseudo.reid import embed_frames
+        from lfmcdm.models.reid import embed_frames
         from lfmcdm.eval.privacy import nearest_similarity, video_embedding
 
         fps = float(self.settings["clip_fps"])
