@@ -18,8 +18,8 @@ import numpy as np
 
 from lfmcdm.config import load_params
 from lfmcdm.data import phantom
-from lfmcdm.pseudo import metrics
 from lfmcdm.data.phase import estimate_phase
+from lfmcdm.pseudo import metrics
 
 
 def one(args) -> tuple[dict, dict]:

@@ -162,10 +162,10 @@ def fake_models_and_features(layout: Layout, times_s: tuple[float, ...], seed: i
     from lfmcdm.stages.motion_bank import motion_schema
 
     reid = build_encoder(ReidConfig(), seed)
-    save_encoder(reid, layout.models / encoders.REID_DIR)
+    save_encoder(reid, layout.model_dir("reid"))
     torch.manual_seed(seed)
     mafe = MAFE(MafeModelConfig()).eval()
-    save_mafe(mafe, layout.models / encoders.MAFE_DIR)
+    save_mafe(mafe, layout.model_dir("mafe"))
     rows = read_videos(layout)
     pairs = []
     for r in rows:
@@ -199,7 +199,7 @@ def write_fake_cohort(params, layout: Layout, name: str, n: int, seed: int = 0, 
     truth = phantom.load_truth(layout.root / params.phantom.out_dir)
     videos = read_videos(layout)
     appearances = [v for v in videos if v["split"] in ("VAL", "TEST")]
-    reid = load_reid(layout.models / encoders.REID_DIR)
+    reid = load_reid(layout.model_dir("reid"))
     train = identities(layout, ("TRAIN",))
     if threshold is None:
         threshold = real_threshold(train, identities(layout, ("VAL", "TEST")), params.synthesis.privacy_percentile)

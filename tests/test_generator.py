@@ -60,7 +60,8 @@ def test_registered_generator_has_signature_requirements_and_tags(dvc_project):
     import mlflow
     from mlflow import MlflowClient
 
-    from lfmcdm.synth.publish import GENERATOR_NAME, KEY_TAG, MEASURE_TAG
+    from lfmcdm.layout import GENERATOR_NAME
+    from lfmcdm.synth.publish import KEY_TAG, MEASURE_TAG
 
     mlflow.set_tracking_uri(f"sqlite:///{dvc_project / 'mlflow.db'}")
     version = MlflowClient().get_model_version_by_alias(GENERATOR_NAME, "champion")

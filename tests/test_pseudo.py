@@ -17,11 +17,11 @@ import torch
 
 from lfmcdm.config import PhantomConfig, load_params
 from lfmcdm.data import phantom, phantom_a4c
+from lfmcdm.data.phase import estimate_phase
 from lfmcdm.data.video_io import write_gray
+from lfmcdm.models.reid import build_encoder, embed_frames, load_reid
 from lfmcdm.pseudo import metrics
 from lfmcdm.pseudo.flow import compute_flow, end_point_error, flow_pairs, video_flows, warp_backward
-from lfmcdm.data.phase import estimate_phase
-from lfmcdm.models.reid import build_encoder, embed_frames, load_reid
 from lfmcdm.pseudo.reid import augment, reid_top1, train_reid
 from lfmcdm.settings.pseudo import FlowConfig, ReidConfig
 

@@ -20,12 +20,12 @@ import yaml
 from lfmcdm.config import load_params
 from lfmcdm.data.tables import load_clip, read_videos
 from lfmcdm.data.video_io import resample_indices
+from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
 from lfmcdm.layout import Layout
 from lfmcdm.models.reid import embed_frames, load_reid
 from lfmcdm.synth import card
 from lfmcdm.synth.cohort import QUARANTINE, assemble, identities, prepare, run_shard
 from lfmcdm.synth.plan import SampleSpec
-from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
 
 from .conftest import REPO, run_ok, subprocess_env
 from .echonet_rules import EchoRules

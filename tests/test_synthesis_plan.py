@@ -5,10 +5,10 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
+from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
 from lfmcdm.settings.synthesis import SynthesisConfig
 from lfmcdm.synth.plan import PlanError, plan_cohort, plan_hash
 from lfmcdm.synth.schedule import daily_cohort_name
-from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
 
 
 def _videos(n=12):

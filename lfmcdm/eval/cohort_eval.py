@@ -25,8 +25,8 @@ from lfmcdm.eval.ef_regressor import EfResult, EfVideo, fit_and_score, mae, prep
 from lfmcdm.eval.frechet import frechet_between
 from lfmcdm.eval.metric_catalog import empty_metrics
 from lfmcdm.eval.motion_fidelity import CurveMatch, align_curves, nanmean_or_none, rowwise_cosine, shuffled_partners
-from lfmcdm.layout import Layout
 from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
+from lfmcdm.layout import Layout
 
 PRIVACY_SPLITS = ("TRAIN",)  # the people the privacy filter protects (lfmcdm.synth.cohort.identities)
 
@@ -160,7 +160,7 @@ def phantom_truth(params: Params, root: Path) -> dict[str, dict]:
     """Ground truth of the phantom dataset (empty for real data): same folder as ingest's source."""
     if params.data.echonet_root is not None:
         return {}
-    return phantom.load_truth(Path(root) / params.phantom.out_dir)
+    return phantom.load_truth(Layout(root).source_root(params))
 
 
 # ---- metric groups -------------------------------------------------------------------------

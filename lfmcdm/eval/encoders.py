@@ -22,8 +22,6 @@ import torch
 
 from lfmcdm.layout import Layout
 
-REID_DIR = "reid"  # models/reid/ (stage pseudo_labels)
-MAFE_DIR = "mafe"  # models/mafe/ (stage train_mafe)
 CONFIG_FILE = "config.json"
 
 
@@ -31,7 +29,7 @@ def load_reid_model(layout: Layout, device: torch.device | str = "cpu"):
     """The ReID encoder in ``models/reid/``, or None when it has not been trained."""
     from lfmcdm.models.reid import load_reid
 
-    directory = layout.models / REID_DIR
+    directory = layout.model_dir("reid")
     return load_reid(directory, device) if (directory / CONFIG_FILE).exists() else None
 
 
@@ -39,7 +37,7 @@ def load_mafe_model(layout: Layout, device: torch.device | str = "cpu"):
     """The MAFE in ``models/mafe/``, or None when it has not been trained."""
     from lfmcdm.models.mafe import load_mafe
 
-    directory = layout.models / MAFE_DIR
+    directory = layout.model_dir("mafe")
     return load_mafe(directory, device) if (directory / CONFIG_FILE).exists() else None
 
 

@@ -29,11 +29,11 @@ from tqdm import tqdm
 
 from lfmcdm.atomic import atomic_dir
 from lfmcdm.fingerprint import folder_hash
+from lfmcdm.layout import MODELS
 from lfmcdm.models.conditioning import MotionConditioner
 from lfmcdm.models.unet import MCDM
-from lfmcdm.models.vae import VAE_DIR, decode_latents, encode_frames, latent_shape, load_vae
+from lfmcdm.models.vae import decode_latents, encode_frames, latent_shape, load_vae
 
-MCDM_DIR = "mcdm"
 META_FILE = "mcdm.json"
 DECODE_BATCH = 64  # frames per VAE decoder call
 WINDOW_STREAM, STEP_NOISE_STREAM = 1, 2  # sub-seed streams of one video's seed
@@ -110,7 +110,7 @@ class MCDMPipeline:
     @classmethod
     def from_pretrained(cls, models_dir: str | Path, device: torch.device | str = "cpu") -> "MCDMPipeline":
         """Load ``<models_dir>/mcdm`` and ``<models_dir>/vae`` (the pipeline's own outputs)."""
-        return cls.from_dirs(Path(models_dir) / MCDM_DIR, Path(models_dir) / VAE_DIR, device)
+        return cls.from_dirs(Path(models_dir) / MODELS["mcdm"].folder, Path(models_dir) / MODELS["vae"].folder, device)
 
     @classmethod
     def from_dirs(cls, mcdm_dir: str | Path, vae_dir: str | Path, device: torch.device | str = "cpu") -> "MCDMPipeline":

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from lfmcdm.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
 from lfmcdm.models.reid import ReidEncoder, build_encoder
 from lfmcdm.settings.pseudo import ReidConfig
-from lfmcdm.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
 
 
 def augment(frames: np.ndarray, rng: np.random.Generator, cfg: ReidConfig) -> np.ndarray:

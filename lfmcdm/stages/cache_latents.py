@@ -19,9 +19,9 @@ from tqdm import tqdm
 from lfmcdm.atomic import save_npy, write_json
 from lfmcdm.data.tables import load_clip, read_videos
 from lfmcdm.fingerprint import folder_hash
-from lfmcdm.models.vae import VAE_DIR, encode_frames, latent_shape, load_vae
-from lfmcdm.train.accel import log_curve
+from lfmcdm.models.vae import encode_frames, latent_shape, load_vae
 from lfmcdm.runtime import resolve_device
+from lfmcdm.train.accel import log_curve
 
 INDEX_FILE = "index.json"
 LATENT_DTYPE = np.float16
@@ -56,7 +56,7 @@ def prune(latents: Path, keep: set[str]) -> int:
 
 def run(ctx) -> dict:
     layout = ctx.layout
-    vae_dir = layout.models / VAE_DIR
+    vae_dir = layout.model_dir("vae")
     if not (vae_dir / "config.json").exists():
         raise FileNotFoundError(f"{vae_dir}: no trained VAE; run `lfmcdm stage train_vae` first")
     vae = load_vae(vae_dir, resolve_device(ctx.params.train))

@@ -13,6 +13,8 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from lfmcdm.layout import MODELS
+
 if TYPE_CHECKING:
     from lfmcdm.synth.cohort import CohortJob
 
@@ -85,7 +87,7 @@ def build(job: "CohortJob", rows: list[dict]) -> dict:
             "strategy": cfg.strategy, "sampler": cfg.sampler, "steps": cfg.steps, "guidance": cfg.guidance_scale,
             "n_frames": cfg.n_frames, "window_overlap": cfg.window_overlap, "codec": cfg.codec,
             "appearance_splits": list(cfg.appearance_splits), "motion_splits": list(cfg.motion_splits),
-            "models": {name: {"registry_name": f"lfmcdm-{name}", "version": job.versions.get(name),
+            "models": {name: {"registry_name": MODELS[name].registry_name, "version": job.versions.get(name),
                               "sha256": job.hashes.get(name)} for name in ("mcdm", "vae", "mafe", "reid")},
             "motion_bank_sha256": job.hashes.get("motion_bank"),
             "global_seed": job.params.seed, "plan_hash": job.key,

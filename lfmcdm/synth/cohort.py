@@ -33,10 +33,10 @@ from lfmcdm.data.clips import sha256_file
 from lfmcdm.data.echonet import FILELIST_COLUMNS
 from lfmcdm.data.tables import load_array, read_videos
 from lfmcdm.data.video_io import resample_indices, write_gray
+from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
 from lfmcdm.layout import Layout
 from lfmcdm.synth import card
 from lfmcdm.synth.plan import SampleSpec, plan_cohort, plan_hash
-from lfmcdm.eval.privacy import nearest_similarity, real_threshold, video_embedding
 from lfmcdm.synth.tracings import pseudo_tracing, write_tracings
 
 VIDEOS, QUARANTINE = "Videos", "quarantine"
@@ -129,7 +129,7 @@ def prepare(params: Params, root: Path, models: CohortModels) -> CohortJob:
     """Plan the cohort and fix its identity (plan + sampler + model versions)."""
     layout = Layout(root)
     cfg = params.synthesis
-    motion_names = set(pq.read_table(layout.motion, columns=["file_name"]).column("file_name").to_pylist())
+    motion_names = set(layout.read_motion_bank().vectors)
     plan = plan_cohort(cfg, read_videos(layout), motion_names, params.seed)
     train = identities(layout, ("TRAIN",))  # the people the filter protects
     threshold = real_threshold(train, identities(layout, ("VAL", "TEST")), cfg.privacy_percentile)

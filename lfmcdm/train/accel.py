@@ -17,8 +17,8 @@ import torch
 from accelerate import Accelerator
 from tqdm import tqdm
 
-from lfmcdm.config import TrainConfig
 from lfmcdm.checkpoint import load_checkpoint
+from lfmcdm.config import TrainConfig
 from lfmcdm.runtime import configure_threads, resolve_device
 
 SEED_SPACE = 2**62  # torch seeds drawn from a step's RNG

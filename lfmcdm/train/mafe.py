@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 from tqdm import tqdm
 
+from lfmcdm.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
 from lfmcdm.config import TrainConfig
 from lfmcdm.data.pairs import PairRef, missing_inputs, pair_refs
 from lfmcdm.data.tables import load_array, read_videos
@@ -37,10 +38,9 @@ from lfmcdm.eval.recon_quality import psnr, ssim
 from lfmcdm.layout import Layout
 from lfmcdm.models.mafe import MAFE, MafeOutput
 from lfmcdm.models.motion_vectors import encode_pairs
-from lfmcdm.settings.mafe import MafeConfig
-from lfmcdm.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
-from lfmcdm.train.mafe_data import PairDataset, epoch_batches
 from lfmcdm.runtime import configure_threads, resolve_device, seed_everything
+from lfmcdm.settings.mafe import MafeConfig
+from lfmcdm.train.mafe_data import PairDataset, epoch_batches
 
 log = logging.getLogger(__name__)
 
