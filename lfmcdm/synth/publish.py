@@ -23,11 +23,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from lfmcdm.config import Params
 from lfmcdm.data.tables import read_videos
-from lfmcdm.eval.privacy import real_threshold
+from lfmcdm.eval.privacy import PrivacyFilter
 from lfmcdm.fingerprint import content_version
 from lfmcdm.layout import GENERATOR_NAME, Layout
 from lfmcdm.models.pipeline import check_mafe, check_pair
@@ -91,11 +90,8 @@ def eval_key(params: Params, layout: Layout) -> str:
 
 
 def _privacy_reference(params: Params, layout: Layout, out: Path) -> None:
-    from lfmcdm.synth.cohort import identities
-
-    train = identities(layout, ("TRAIN",))
-    threshold = real_threshold(train, identities(layout, ("VAL", "TEST")), params.synthesis.privacy_percentile)
-    np.savez(out, train_embeddings=train.astype(np.float32), threshold=np.float64(threshold))
+    """The bundle's privacy filter: the very rule the synthesize stage ships videos by."""
+    PrivacyFilter.from_layout(layout, params.synthesis).save(out)
 
 
 @dataclass(frozen=True)
