@@ -248,7 +248,7 @@ def privacy_filter(layout: Layout, params: Params) -> PrivacyFilter | None:
     """The synthesize stage's own filter (same splits, same percentile); None without enough real identities."""
     try:
         return PrivacyFilter.from_layout(layout, params.synthesis)
-    except ValueError:  # no protected identities, or too few to calibrate a threshold on
+    except (ValueError, FileNotFoundError):  # no ReID embeddings (pseudo_labels not run), or too few identities
         return None
 
 
