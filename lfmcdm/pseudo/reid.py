@@ -15,7 +15,6 @@ Deterministic: the model is initialised from the seed and batch ``k`` is drawn f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from lfmcdm.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
+from lfmcdm.checkpoint import resume, save_checkpoint
 from lfmcdm.models.reid import ReidEncoder, build_encoder
 from lfmcdm.settings.pseudo import ReidConfig
 
@@ -97,7 +96,8 @@ def train_reid(
     model = build_encoder(cfg, seed).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps))
-    state = _resume(checkpoint_dir, fingerprint, model, opt, sched, device)
+    state = (resume(checkpoint_dir, fingerprint, "reid", {"encoder": model}, opt, sched, map_location=device)
+             if checkpoint_dir else None)
     start = int(state["step"]) if state else 0
     loss_value = float(state.get("loss", float("nan"))) if state else float("nan")
     model.train()
@@ -122,16 +122,6 @@ def train_reid(
                 log({"reid_loss": loss_value}, done)
     model.eval()
     return model, {"steps": cfg.steps, "final_loss": loss_value, "resumed_from": start}
-
-
-def _resume(checkpoint_dir: str | Path | None, fingerprint: str, model: ReidEncoder, opt: torch.optim.Optimizer,
-            sched: torch.optim.lr_scheduler.LRScheduler, device: torch.device | str) -> dict | None:
-    """The checkpoint's state if it belongs to this very run (same fingerprint); else train afresh."""
-    if not checkpoint_dir or not (Path(checkpoint_dir) / STATE_FILE).exists():
-        return None
-    if json.loads((Path(checkpoint_dir) / STATE_FILE).read_text()).get("fingerprint") != fingerprint:
-        return None
-    return load_checkpoint(checkpoint_dir, {"encoder": model}, opt, sched, map_location=device)
 
 
 def reid_top1(embeddings: Sequence[np.ndarray], exclude: int, queries_per_video: int) -> float:
