@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from lfmcdm.config import TrainConfig, load_params
+from lfmcdm.runtime import resolve_device
 from lfmcdm.train.diffusion import train_mcdm
-from lfmcdm.train.runtime import resolve_device
 
 MOTION_BANK_SIZE = 64  # random motion vectors: only their statistics feed the conditioner
 

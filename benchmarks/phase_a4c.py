@@ -18,8 +18,8 @@ import numpy as np
 
 from lfmcdm.config import load_params
 from lfmcdm.data import phantom
+from lfmcdm.data.phase import estimate_phase
 from lfmcdm.pseudo import metrics
-from lfmcdm.pseudo.phase import estimate_phase
 
 
 def one(args) -> tuple[dict, dict]:

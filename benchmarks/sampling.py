@@ -15,8 +15,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from lfmcdm.config import load_params
@@ -24,8 +22,8 @@ from lfmcdm.data.phantom import load_truth
 from lfmcdm.data.tables import read_videos
 from lfmcdm.eval.motion_area import motion_area_r
 from lfmcdm.layout import Layout
-from lfmcdm.synth.pipeline import MCDMPipeline
-from lfmcdm.train.runtime import resolve_device
+from lfmcdm.models.pipeline import MCDMPipeline
+from lfmcdm.runtime import resolve_device
 
 SAMPLERS = (("ddpm", 128), ("dpmsolver++", 25), ("ddim", 50))
 
@@ -41,9 +39,8 @@ def main() -> None:
     layout = Layout(root)
     device = resolve_device(params.train)
     pipe = MCDMPipeline.from_pretrained(layout.models, device=device)
-    table = pq.read_table(layout.motion)
-    motion = dict(zip(table.column("file_name").to_pylist(), np.asarray(table.column("motion").to_pylist(), np.float32)))
-    truth = load_truth(root / params.phantom.out_dir)
+    motion = layout.read_motion_bank().vectors
+    truth = load_truth(layout.source_root(params))
     rows = read_videos(layout, ("VAL", "TEST")) + read_videos(layout, ("TRAIN",))
     clip_fps = float(params.data.target_fps)
     print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or 'cpu'}), "

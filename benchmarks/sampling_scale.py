@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from lfmcdm.config import TrainConfig, load_params
+from lfmcdm.models.pipeline import MCDMPipeline
 from lfmcdm.models.unet import time_ids
 from lfmcdm.models.vae import build_vae, latent_shape
-from lfmcdm.synth.pipeline import MCDMPipeline
+from lfmcdm.runtime import resolve_device
 from lfmcdm.train.diffusion import build_mcdm, make_noise_scheduler
-from lfmcdm.train.runtime import resolve_device
 
 SAMPLERS = (("ddpm", 128), ("dpmsolver++", 25), ("ddim", 50))
 MOTION_BANK_SIZE = 64  # random motion vectors: only their statistics feed the conditioner

@@ -8,6 +8,48 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from lfmcdm.config import Params
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A trained model: its folder under ``models/``, its MLflow registry name and the stage that writes it."""
+
+    key: str
+    folder: str
+    registry_name: str
+    stage: str
+
+
+#: Every trained model, once (docs/design.md, "Model registry"): folders, registry names, producing stage.
+MODELS: dict[str, ModelSpec] = {
+    m.key: m
+    for m in [
+        ModelSpec("reid", "reid", "lfmcdm-reid", "pseudo_labels"),
+        ModelSpec("mafe", "mafe", "lfmcdm-mafe", "train_mafe"),
+        ModelSpec("vae", "vae", "lfmcdm-vae", "train_vae"),
+        ModelSpec("mcdm", "mcdm", "lfmcdm-mcdm", "train_diffusion"),
+    ]
+}
+GENERATOR_NAME = "lfmcdm-generator"  # the MLflow pyfunc that bundles all four (stage evaluate)
+
+
+@dataclass(frozen=True)
+class MotionBank:
+    """``data/processed/motion.parquet`` read back: one MAFE motion vector per video."""
+
+    vectors: dict[str, np.ndarray]  # file_name -> float32 vector
+    mafe_versions: frozenset[str]  # the MAFE content versions that encoded the bank (one, when current)
+
+    @property
+    def mafe_version(self) -> str | None:
+        """The bank's MAFE version as manifests and ``mcdm.json`` record it (comma-joined; None when empty)."""
+        return ",".join(sorted(self.mafe_versions)) if self.mafe_versions else None
 
 
 @dataclass(frozen=True)
@@ -66,6 +108,25 @@ class Layout:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    def model_dir(self, key: str) -> Path:
+        """``models/<folder>`` of a trained model (keys of :data:`MODELS`)."""
+        return self.models / MODELS[key].folder
+
+    def source_root(self, params: Params) -> Path:
+        """The EchoNet folder: ``data.echonet_root`` (relative to the repo) or the phantom's ``phantom.out_dir``."""
+        configured = params.data.echonet_root
+        return (self.root / configured) if configured else (self.root / params.phantom.out_dir)
+
+    def read_motion_bank(self) -> MotionBank:
+        """The motion bank written by stage ``motion_bank`` (the one reader: training, synthesis, evaluation)."""
+        import pyarrow.parquet as pq
+
+        if not self.motion.exists():
+            raise FileNotFoundError(f"{self.motion}: no motion bank; run `lfmcdm stage motion_bank` first")
+        rows = pq.read_table(self.motion).to_pylist()
+        return MotionBank({r["file_name"]: np.asarray(r["motion"], dtype=np.float32) for r in rows},
+                          frozenset(str(r.get("mafe_version")) for r in rows))
 
     def clip(self, file_name: str) -> Path:
         return self.clips / f"{file_name}.npy"

@@ -152,7 +152,7 @@ def register_model(name: str, local_dir: str | Path, aliases: tuple[str, ...] = 
     except MlflowException:
         client.create_registered_model(name)
     version = client.create_model_version(name, source=f"{run.info.artifact_uri}/{name}", run_id=run.info.run_id)
-    from lfmcdm.synth.pipeline import content_version  # what a cohort manifest's *_version names
+    from lfmcdm.fingerprint import content_version  # what a cohort manifest's *_version names
 
     client.set_model_version_tag(name, version.version, CONTENT_TAG, content_version(local_dir))
     for alias in aliases:

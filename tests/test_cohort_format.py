@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from lfmcdm.data import phantom
-from lfmcdm.pseudo.phase import estimate_phase
+from lfmcdm.data.phase import estimate_phase
+from lfmcdm.eval.privacy import PrivacyFilter
 from lfmcdm.synth import card
 from lfmcdm.synth.cohort import CohortJob
 from lfmcdm.synth.tracings import outline_area, outline_lines, pseudo_tracing, write_tracings
@@ -84,7 +85,7 @@ def test_volume_tracings_file_is_echonet_format(tmp_path):
 def _job(params, root: Path) -> CohortJob:
     return CohortJob(params=params, root=root, plan=[], key="abc123", versions={"mcdm": "3", "vae": "2", "reid": "1", "mafe": "4"},
                      hashes={"mcdm": "m" * 64, "vae": "v" * 64, "reid": "r" * 64, "motion_bank": "b" * 64},
-                     fps=16.0, threshold=0.87, train_embeddings=np.zeros((0, 1)))
+                     fps=16.0, privacy=PrivacyFilter(np.zeros((0, 1)), 0.87))
 
 
 def _rows() -> list[dict]:

@@ -23,14 +23,14 @@ from lfmcdm.data.tables import load_clip, read_videos
 from lfmcdm.eval.cavity import cavity_areas, lv_region, pearson
 from lfmcdm.layout import Layout
 from lfmcdm.models.conditioning import dropout_mask
+from lfmcdm.models.pipeline import MCDMPipeline
 from lfmcdm.models.vae import build_vae, decode_latents, encode_frames, load_vae
 from lfmcdm.settings.diffusion import CavityConfig, DiffusionConfig, VaeConfig
 from lfmcdm.stages import run_stage
-from lfmcdm.synth.pipeline import MCDMPipeline
 from lfmcdm.train.diffusion import (build_mcdm, diffusion_loss, make_ema, make_noise_scheduler, masked_mse,
                                     train_mcdm)
+from lfmcdm.data.video_windows import LatentWindows, window_indices
 from lfmcdm.train.vae import FrameSource, train_vae
-from lfmcdm.train.video_windows import LatentWindows, window_indices
 
 from .conftest import REPO, tiny_params
 

@@ -156,16 +156,16 @@ def fake_models_and_features(layout: Layout, times_s: tuple[float, ...], seed: i
     from lfmcdm.atomic import save_npy, write_parquet
     from lfmcdm.models.mafe import MAFE, save_mafe
     from lfmcdm.models.reid import save_encoder
-    from lfmcdm.pseudo.reid import build_encoder, embed_frames
+    from lfmcdm.models.reid import build_encoder, embed_frames
     from lfmcdm.settings.mafe import MafeModelConfig
     from lfmcdm.settings.pseudo import ReidConfig
     from lfmcdm.stages.motion_bank import motion_schema
 
     reid = build_encoder(ReidConfig(), seed)
-    save_encoder(reid, layout.models / encoders.REID_DIR)
+    save_encoder(reid, layout.model_dir("reid"))
     torch.manual_seed(seed)
     mafe = MAFE(MafeModelConfig()).eval()
-    save_mafe(mafe, layout.models / encoders.MAFE_DIR)
+    save_mafe(mafe, layout.model_dir("mafe"))
     rows = read_videos(layout)
     pairs = []
     for r in rows:
@@ -191,18 +191,17 @@ def write_fake_cohort(params, layout: Layout, name: str, n: int, seed: int = 0, 
 
     from lfmcdm.atomic import write_parquet
     from lfmcdm.data.clips import sha256_file
-    from lfmcdm.pseudo.reid import embed_frames, load_reid
-    from lfmcdm.synth.cohort import MANIFEST_SCHEMA, identities, write_filelist
-    from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
+    from lfmcdm.models.reid import embed_frames, load_reid
+    from lfmcdm.eval.privacy import PrivacyFilter
+    from lfmcdm.synth.cohort import MANIFEST_SCHEMA, write_filelist
 
     rng = np.random.default_rng(seed)
     truth = phantom.load_truth(layout.root / params.phantom.out_dir)
     videos = read_videos(layout)
     appearances = [v for v in videos if v["split"] in ("VAL", "TEST")]
-    reid = load_reid(layout.models / encoders.REID_DIR)
-    train = identities(layout, ("TRAIN",))
-    if threshold is None:
-        threshold = real_threshold(train, identities(layout, ("VAL", "TEST")), params.synthesis.privacy_percentile)
+    reid = load_reid(layout.model_dir("reid"))
+    privacy = PrivacyFilter.from_layout(layout, params.synthesis)
+    threshold = privacy.threshold if threshold is None else threshold
     out = layout.synthetic / name
     rows = []
     for i in range(n):
@@ -216,7 +215,7 @@ def write_fake_cohort(params, layout: Layout, name: str, n: int, seed: int = 0, 
         video = phantom.render(spec)
         path = out / "Videos" / f"{spec.name}.avi"
         write_gray(path, video, SYN_FPS)
-        score = float(nearest_similarity(video_embedding(embed_frames(reid, video))[None], train)[0])
+        score = privacy.score(embed_frames(reid, video))
         rows.append({
             "sample_id": spec.name, "path": f"Videos/{spec.name}.avi", "split": ["TRAIN", "VAL", "TEST"][i % 3],
             "appearance_source": appearance["file_name"], "motion_source": donor["file_name"], "seed": spec.seed,

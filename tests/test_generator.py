@@ -60,7 +60,8 @@ def test_registered_generator_has_signature_requirements_and_tags(dvc_project):
     import mlflow
     from mlflow import MlflowClient
 
-    from lfmcdm.synth.publish import GENERATOR_NAME, KEY_TAG, MEASURE_TAG
+    from lfmcdm.layout import GENERATOR_NAME
+    from lfmcdm.synth.publish import KEY_TAG, MEASURE_TAG
 
     mlflow.set_tracking_uri(f"sqlite:///{dvc_project / 'mlflow.db'}")
     version = MlflowClient().get_model_version_by_alias(GENERATOR_NAME, "champion")
@@ -74,7 +75,7 @@ def test_registered_generator_has_signature_requirements_and_tags(dvc_project):
 
     assert f"torch=={torch.__version__}" in open(reqs).read().split()
     # the bundle is the models/ the cohort came from
-    from lfmcdm.synth.pipeline import content_version
+    from lfmcdm.fingerprint import content_version
 
     assert version.tags["lfmcdm.mcdm_version"] == content_version(dvc_project / "models/mcdm")
 
@@ -84,7 +85,7 @@ def test_mismatched_vae_is_a_clear_error(dvc_project, tmp_path):
     import mlflow
 
     from lfmcdm.config import load_params
-    from lfmcdm.synth.pipeline import ModelMismatchError
+    from lfmcdm.models.pipeline import ModelMismatchError
     from lfmcdm.synth.publish import settings
     from lfmcdm.synth.pyfunc import GeneratorModel
 

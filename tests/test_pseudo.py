@@ -17,11 +17,12 @@ import torch
 
 from lfmcdm.config import PhantomConfig, load_params
 from lfmcdm.data import phantom, phantom_a4c
+from lfmcdm.data.phase import estimate_phase
 from lfmcdm.data.video_io import write_gray
+from lfmcdm.models.reid import build_encoder, embed_frames, load_reid
 from lfmcdm.pseudo import metrics
 from lfmcdm.pseudo.flow import compute_flow, end_point_error, flow_pairs, video_flows, warp_backward
-from lfmcdm.pseudo.phase import estimate_phase
-from lfmcdm.pseudo.reid import augment, build_encoder, embed_frames, load_reid, reid_top1, train_reid
+from lfmcdm.pseudo.reid import augment, reid_top1, train_reid
 from lfmcdm.settings.pseudo import FlowConfig, ReidConfig
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -147,7 +148,7 @@ def test_enlarged_atria_do_not_fool_the_phase():
 def test_swapped_ed_es_are_caught_by_the_cycle_order():
     """A curve that follows the atria (or is upside down) puts ED at the true ES: its 'systole' is then
     the long phase of the cycle, and the estimate must be flagged with that reason, not returned."""
-    from lfmcdm.pseudo.phase import estimate_period, find_beats, phase_confidence
+    from lfmcdm.data.phase import estimate_period, find_beats, phase_confidence
     from lfmcdm.settings.pseudo import PhaseConfig
 
     cfg, fps = PhaseConfig(), 50.0

@@ -20,12 +20,12 @@ import yaml
 from lfmcdm.config import load_params
 from lfmcdm.data.tables import load_clip, read_videos
 from lfmcdm.data.video_io import resample_indices
+from lfmcdm.eval.privacy import PrivacyFilter
 from lfmcdm.layout import Layout
-from lfmcdm.pseudo.reid import embed_frames, load_reid
+from lfmcdm.models.reid import embed_frames, load_reid
 from lfmcdm.synth import card
-from lfmcdm.synth.cohort import QUARANTINE, assemble, identities, prepare, run_shard
+from lfmcdm.synth.cohort import QUARANTINE, assemble, prepare, run_shard
 from lfmcdm.synth.plan import SampleSpec
-from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
 
 from .conftest import REPO, run_ok, subprocess_env
 from .echonet_rules import EchoRules
@@ -77,15 +77,14 @@ def test_killed_synthesis_resumes_without_duplicates(dvc_project_copy):
 def test_privacy_filter_rejects_a_copied_training_video(dvc_project):
     layout = Layout(dvc_project)
     params = load_params(dvc_project / "params.yaml")
-    train = identities(layout, ("TRAIN",))
-    threshold = real_threshold(train, identities(layout, ("VAL", "TEST")), params.synthesis.privacy_percentile)
-    reid = load_reid(layout.models / "reid")
+    privacy = PrivacyFilter.from_layout(layout, params.synthesis)
+    reid = load_reid(layout.model_dir("reid"))
     copied = read_videos(layout, splits=("TRAIN",))[0]["file_name"]
-    score = nearest_similarity(video_embedding(embed_frames(reid, np.asarray(load_clip(layout, copied))))[None], train)
-    assert score[0] > threshold  # a copy of a training patient is caught...
+    score = privacy.score(embed_frames(reid, np.asarray(load_clip(layout, copied))))
+    assert score > privacy.threshold and not privacy.passes(score)  # a copy of a training patient is caught...
     heldout = read_videos(layout, splits=("TEST",))[0]["file_name"]
-    other = nearest_similarity(video_embedding(embed_frames(reid, np.asarray(load_clip(layout, heldout))))[None], train)
-    assert other[0] < score[0]  # ...and scores above an unseen patient
+    other = privacy.score(embed_frames(reid, np.asarray(load_clip(layout, heldout))))
+    assert other < score  # ...and scores above an unseen patient
 
 
 def test_cohort_flow_dask_matches_threads(dvc_project_copy, tmp_path, prefect_env):

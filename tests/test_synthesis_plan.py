@@ -5,10 +5,10 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
+from lfmcdm.eval.privacy import PrivacyFilter, nearest_similarity, real_threshold, video_embedding
 from lfmcdm.settings.synthesis import SynthesisConfig
 from lfmcdm.synth.plan import PlanError, plan_cohort, plan_hash
 from lfmcdm.synth.schedule import daily_cohort_name
-from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
 
 
 def _videos(n=12):
@@ -63,6 +63,29 @@ def test_privacy_threshold_uses_heldout_patients():
     assert real_threshold(train, np.zeros((0, 8)), 95) == pytest.approx(
         np.percentile(nearest_similarity(train, train, exclude_self=True), 95))
 
+
+
+def test_privacy_filter_is_the_rule_and_survives_the_bundle(tmp_path):
+    """One filter: threshold from held-out patients, score of a video, verdict; saved and loaded unchanged."""
+    rng = np.random.default_rng(1)
+    train = rng.standard_normal((12, 8))
+    train /= np.linalg.norm(train, axis=1, keepdims=True)
+    heldout = rng.standard_normal((6, 8))
+    heldout /= np.linalg.norm(heldout, axis=1, keepdims=True)
+    filt = PrivacyFilter.from_identities(train, heldout, 90)
+    assert filt.threshold == pytest.approx(real_threshold(train, heldout, 90))
+    copy = np.repeat(train[5][None], 4, axis=0) + 0.01 * rng.standard_normal((4, 8))
+    assert filt.score(copy) > filt.threshold and not filt.passes(filt.score(copy))
+    assert filt.passes(filt.threshold)  # the threshold itself passes: score <= threshold ships
+    filt.save(tmp_path / "privacy.npz")
+    back = PrivacyFilter.load(tmp_path / "privacy.npz")
+    assert back.threshold == filt.threshold and back.score(copy) == pytest.approx(filt.score(copy))
+
+
+def test_privacy_heldout_splits_exclude_the_protected_split():
+    assert SynthesisConfig().privacy_heldout_splits == ("VAL", "TEST")
+    with pytest.raises(ValueError, match="protected"):
+        SynthesisConfig(privacy_heldout_splits=("VAL", "TRAIN"))
 
 def _pairs(plan):
     return [(s.appearance_source, s.motion_source) for s in plan]

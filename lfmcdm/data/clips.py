@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from lfmcdm.atomic import save_npy
+from lfmcdm.data.phase import estimate_phase
 from lfmcdm.data.video_io import VideoDecodeError, VideoHeader, VideoRefused, read_gray, resample_indices, sniff_image
-from lfmcdm.pseudo.phase import estimate_phase
 from lfmcdm.settings.pseudo import PhaseConfig
 
 TRUNCATED_SHARE = 0.9  # fewer decoded frames than this share of NumberOfFrames = truncated file

@@ -5,7 +5,7 @@ with the left atrium whenever the mitral valve opens, and the atria fill while t
 empty, so a dark-area curve mixes anti-phase chambers. Here, per clip:
 
 1. **Where the LV is, label-free** (:func:`lv_region`): the pixels whose blood state changes with
-   the ventricles (the label-free phase estimator's chamber groups, lfmcdm/pseudo/phase.py: the
+   the ventricles (the label-free phase estimator's chamber groups, lfmcdm/data/phase.py: the
    moving group nearer the apex), closed into blobs; the largest blob is the LV (the RV is the
    smaller one across the septum); its convex hull is the LV's region.
 2. **Per frame**: blur away speckle, call "dark" whatever is below ``dark_fraction`` of the frame's
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from lfmcdm.data.phantom import sector_mask
-from lfmcdm.pseudo.phase import blood_maps, chamber_groups, find_sector, motion_flag, smoothed_frames
+from lfmcdm.data.phase import blood_maps, chamber_groups, find_sector, motion_flag, smoothed_frames
 from lfmcdm.settings.diffusion import CavityConfig
 from lfmcdm.settings.pseudo import PhaseConfig
 

@@ -73,9 +73,4 @@ def reid_frames(layout: Layout, name: str) -> np.ndarray | None:
 
 def motion_bank(layout: Layout) -> dict[str, np.ndarray]:
     """The motion bank by file name (empty when motion_bank has not run)."""
-    if not layout.motion.exists():
-        return {}
-    table = pq.read_table(layout.motion, columns=["file_name", "motion"])
-    names = table.column("file_name").to_pylist()
-    vectors = np.asarray(table.column("motion").to_pylist(), dtype=np.float32)
-    return dict(zip(names, vectors))
+    return layout.read_motion_bank().vectors if layout.motion.exists() else {}

@@ -25,11 +25,8 @@ from lfmcdm.eval.ef_regressor import EfResult, EfVideo, fit_and_score, mae, prep
 from lfmcdm.eval.frechet import frechet_between
 from lfmcdm.eval.metric_catalog import empty_metrics
 from lfmcdm.eval.motion_fidelity import CurveMatch, align_curves, nanmean_or_none, rowwise_cosine, shuffled_partners
+from lfmcdm.eval.privacy import PrivacyFilter, video_embedding
 from lfmcdm.layout import Layout
-from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
-
-PRIVACY_SPLITS = ("TRAIN",)  # the people the privacy filter protects (lfmcdm.synth.cohort.identities)
-
 
 @dataclass
 class Encoders:
@@ -160,7 +157,7 @@ def phantom_truth(params: Params, root: Path) -> dict[str, dict]:
     """Ground truth of the phantom dataset (empty for real data): same folder as ingest's source."""
     if params.data.echonet_root is not None:
         return {}
-    return phantom.load_truth(Path(root) / params.phantom.out_dir)
+    return phantom.load_truth(Layout(root).source_root(params))
 
 
 # ---- metric groups -------------------------------------------------------------------------
@@ -247,16 +244,20 @@ def cavity_fidelity(samples: list[SyntheticSample], donors: DonorCurves, max_lag
     return metrics, matches
 
 
-def privacy_metrics(cohort: Cohort, protected: RealVideos, heldout: RealVideos, percentile: float) -> tuple[dict, np.ndarray | None]:
-    """The manifest's privacy scores, the threshold, and held-out real patients' scores for contrast."""
+def privacy_filter(layout: Layout, params: Params) -> PrivacyFilter | None:
+    """The synthesize stage's own filter (same splits, same percentile); None without enough real identities."""
+    try:
+        return PrivacyFilter.from_layout(layout, params.synthesis)
+    except (ValueError, FileNotFoundError):  # no ReID embeddings (pseudo_labels not run), or too few identities
+        return None
+
+
+def privacy_metrics(cohort: Cohort, filt: PrivacyFilter | None, heldout: RealVideos) -> tuple[dict, np.ndarray | None]:
+    """The manifest's privacy scores, the filter's threshold, and held-out real patients' scores for contrast."""
     scores = np.asarray([r["privacy_score"] for r in cohort.manifest if r["privacy_score"] is not None], np.float64)
     passed = [bool(r["privacy_pass"]) for r in cohort.manifest if r["privacy_pass"] is not None]
-    gallery = protected.identities
-    heldout_ids = heldout.identities if heldout.identities is not None else np.zeros((0, 1), np.float32)
-    threshold = (real_threshold(gallery, heldout_ids, percentile)
-                 if gallery is not None and (len(heldout_ids) or len(gallery) >= 2) else None)
-    held = (nearest_similarity(heldout.identities, gallery).astype(np.float64)
-            if gallery is not None and heldout.identities is not None else None)
+    threshold = filt.threshold if filt is not None else None
+    held = filt.scores(heldout.identities).astype(np.float64) if filt is not None and heldout.identities is not None else None
     return {
         "privacy_pass_share": float(np.mean(passed)) if passed else None,
         "privacy_score_mean": float(scores.mean()) if len(scores) else None,
@@ -314,7 +315,6 @@ def evaluate_cohort(params: Params, layout: Layout, cohort: Cohort, device="cpu"
     bank = motion_bank(layout)
     reference = real_videos(layout, cfg.reference_splits, bank)
     heldout = real_videos(layout, cfg.heldout_splits, bank)
-    protected = reference if cfg.reference_splits == PRIVACY_SPLITS else real_videos(layout, PRIVACY_SPLITS, bank)
 
     metrics = empty_metrics()
     metrics["synthetic_videos"] = len(samples)
@@ -329,7 +329,7 @@ def evaluate_cohort(params: Params, layout: Layout, cohort: Cohort, device="cpu"
     donors = DonorCurves(layout, phantom_truth(params, layout.root), all_rows, enc.cavity)
     curve_metrics, curves = cavity_fidelity(samples, donors, cfg.max_lag_s, cfg.min_curve_frames, seed)
     metrics.update(curve_metrics)
-    privacy, held_scores = privacy_metrics(cohort, protected, heldout, params.synthesis.privacy_percentile)
+    privacy, held_scores = privacy_metrics(cohort, privacy_filter(layout, params), heldout)
     metrics.update(privacy)
     ef, ef_results, ef_test = ef_metrics(layout, samples, cfg.ef, seed, device)
     metrics.update(ef)

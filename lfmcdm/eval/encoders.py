@@ -3,9 +3,9 @@
 Each adapter reuses the code that produced the real-data features, so real and synthetic
 features are computed the same way:
 
-* ReID frame embeddings: :func:`lfmcdm.pseudo.reid.embed_frames` with ``models/reid/``
+* ReID frame embeddings: :func:`lfmcdm.models.reid.embed_frames` with ``models/reid/``
   (the same encoder wrote ``data/interim/reid/``);
-* label-free ED/ES: :func:`lfmcdm.pseudo.phase.estimate_phase` (what ingest stores in videos.parquet);
+* label-free ED/ES: :func:`lfmcdm.data.phase.estimate_phase` (what ingest stores in videos.parquet);
 * MAFE motion vectors: the motion bank's encoding (``lfmcdm.models.motion_vectors``: the
   trajectory pairs from the label-free ED at ``mafe.bank_times_s``, encoded and concatenated);
 * cavity area: :func:`lfmcdm.eval.cavity.cavity_areas` (the diffusion stage's motion_area_r measurement).
@@ -22,16 +22,14 @@ import torch
 
 from lfmcdm.layout import Layout
 
-REID_DIR = "reid"  # models/reid/ (stage pseudo_labels)
-MAFE_DIR = "mafe"  # models/mafe/ (stage train_mafe)
 CONFIG_FILE = "config.json"
 
 
 def load_reid_model(layout: Layout, device: torch.device | str = "cpu"):
     """The ReID encoder in ``models/reid/``, or None when it has not been trained."""
-    from lfmcdm.pseudo.reid import load_reid
+    from lfmcdm.models.reid import load_reid
 
-    directory = layout.models / REID_DIR
+    directory = layout.model_dir("reid")
     return load_reid(directory, device) if (directory / CONFIG_FILE).exists() else None
 
 
@@ -39,20 +37,20 @@ def load_mafe_model(layout: Layout, device: torch.device | str = "cpu"):
     """The MAFE in ``models/mafe/``, or None when it has not been trained."""
     from lfmcdm.models.mafe import load_mafe
 
-    directory = layout.models / MAFE_DIR
+    directory = layout.model_dir("mafe")
     return load_mafe(directory, device) if (directory / CONFIG_FILE).exists() else None
 
 
 def reid_frame_embeddings(model, video: np.ndarray, batch_size: int) -> np.ndarray:
     """L2-normalised ReID embedding of every frame ``(T, D)`` float32."""
-    from lfmcdm.pseudo.reid import embed_frames
+    from lfmcdm.models.reid import embed_frames
 
     return embed_frames(model, np.asarray(video, np.uint8), batch_size=batch_size)
 
 
 def label_free_phase(video: np.ndarray, fps: float, cfg) -> tuple[int, int] | None:
     """(ED, ES) frame indices of ``video`` from the same estimator ingest uses, or None when flagged."""
-    from lfmcdm.pseudo.phase import estimate_phase
+    from lfmcdm.data.phase import estimate_phase
 
     estimate = estimate_phase(np.asarray(video), fps, cfg)
     return (int(estimate.ed), int(estimate.es)) if estimate.ok else None

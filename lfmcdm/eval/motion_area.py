@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from lfmcdm.data.tables import load_array, load_clip
+from lfmcdm.data.video_windows import window_indices
 from lfmcdm.eval.cavity import cavity_areas, pearson
 from lfmcdm.layout import Layout
+from lfmcdm.models.pipeline import MCDMPipeline
 from lfmcdm.settings.diffusion import DiffusionConfig
-from lfmcdm.synth.pipeline import MCDMPipeline
-from lfmcdm.train.video_windows import window_indices
 
 MIN_REAL_FRAMES = 3  # a correlation needs at least this many points
 

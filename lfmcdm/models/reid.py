@@ -11,12 +11,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lfmcdm.atomic import atomic_dir
+from lfmcdm.settings.pseudo import ReidConfig
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -76,3 +78,27 @@ def load_encoder(directory: str | Path, device: str | torch.device = "cpu") -> R
     model = ReidEncoder(config)
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     return model.to(device).eval()
+
+
+def build_encoder(cfg: ReidConfig, seed: int) -> ReidEncoder:
+    """A freshly initialised encoder (the same weights for the same seed)."""
+    torch.manual_seed(seed)
+    return ReidEncoder(ReidModelConfig(input_size=cfg.input_size, channels=list(cfg.channels),
+                                       embed_dim=cfg.embed_dim, pooled=cfg.pooled))
+
+
+def load_reid(directory: str | Path, device: str | torch.device = "cpu") -> ReidEncoder:
+    """The encoder saved in ``directory`` (``models/reid/`` or an MLflow download), in eval mode."""
+    return load_encoder(directory, device)
+
+
+@torch.no_grad()
+def embed_frames(model: ReidEncoder, frames_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """L2-normalised embeddings ``(N, D)`` float32 of uint8 frames ``(N, H, W)``."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(torch.from_numpy(np.array(frames_uint8[i : i + batch_size])).to(device)).cpu()
+           for i in range(0, len(frames_uint8), batch_size)]
+    if not out:
+        return np.zeros((0, model.config.embed_dim), np.float32)
+    return torch.cat(out).numpy().astype(np.float32)

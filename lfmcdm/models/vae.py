@@ -15,7 +15,6 @@ from diffusers import AutoencoderKL
 
 from lfmcdm.settings.diffusion import VaeConfig
 
-VAE_DIR = "vae"  # models/<VAE_DIR>: the saved AutoencoderKL
 GRAY_CHANNELS = 1
 PIXEL_MAX = 255.0
 

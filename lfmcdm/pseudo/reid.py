@@ -1,4 +1,7 @@
-"""Self-supervised re-identification: which video (patient/acquisition) does a frame come from?
+"""Self-supervised re-identification training: which video (patient/acquisition) does a frame come from?
+
+The network and inference (:func:`lfmcdm.models.reid.embed_frames`, used by synthesis and evaluation)
+live in :mod:`lfmcdm.models.reid`; this module only trains it (stage ``pseudo_labels``).
 
 Training signal without labels: two frames of one video, independently augmented (gain, gamma,
 noise, shift: the acquisition nuisances), are the same identity; frames of the other videos in
@@ -12,7 +15,6 @@ Deterministic: the model is initialised from the seed and batch ``k`` is drawn f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,33 +23,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from lfmcdm.models.reid import ReidEncoder, ReidModelConfig, load_encoder
+from lfmcdm.checkpoint import resume, save_checkpoint
+from lfmcdm.models.reid import ReidEncoder, build_encoder
 from lfmcdm.settings.pseudo import ReidConfig
-from lfmcdm.train.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
-
-
-def build_encoder(cfg: ReidConfig, seed: int) -> ReidEncoder:
-    """A freshly initialised encoder (the same weights for the same seed)."""
-    torch.manual_seed(seed)
-    return ReidEncoder(ReidModelConfig(input_size=cfg.input_size, channels=list(cfg.channels),
-                                       embed_dim=cfg.embed_dim, pooled=cfg.pooled))
-
-
-def load_reid(directory: str | Path, device: str | torch.device = "cpu") -> ReidEncoder:
-    """The encoder saved in ``directory`` (``models/reid/`` or an MLflow download), in eval mode."""
-    return load_encoder(directory, device)
-
-
-@torch.no_grad()
-def embed_frames(model: ReidEncoder, frames_uint8: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """L2-normalised embeddings ``(N, D)`` float32 of uint8 frames ``(N, H, W)``."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = [model(torch.from_numpy(np.array(frames_uint8[i : i + batch_size])).to(device)).cpu()
-           for i in range(0, len(frames_uint8), batch_size)]
-    if not out:
-        return np.zeros((0, model.config.embed_dim), np.float32)
-    return torch.cat(out).numpy().astype(np.float32)
 
 
 def augment(frames: np.ndarray, rng: np.random.Generator, cfg: ReidConfig) -> np.ndarray:
@@ -118,7 +96,8 @@ def train_reid(
     model = build_encoder(cfg, seed).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps))
-    state = _resume(checkpoint_dir, fingerprint, model, opt, sched, device)
+    state = (resume(checkpoint_dir, fingerprint, "reid", {"encoder": model}, opt, sched, map_location=device)
+             if checkpoint_dir else None)
     start = int(state["step"]) if state else 0
     loss_value = float(state.get("loss", float("nan"))) if state else float("nan")
     model.train()
@@ -143,16 +122,6 @@ def train_reid(
                 log({"reid_loss": loss_value}, done)
     model.eval()
     return model, {"steps": cfg.steps, "final_loss": loss_value, "resumed_from": start}
-
-
-def _resume(checkpoint_dir: str | Path | None, fingerprint: str, model: ReidEncoder, opt: torch.optim.Optimizer,
-            sched: torch.optim.lr_scheduler.LRScheduler, device: torch.device | str) -> dict | None:
-    """The checkpoint's state if it belongs to this very run (same fingerprint); else train afresh."""
-    if not checkpoint_dir or not (Path(checkpoint_dir) / STATE_FILE).exists():
-        return None
-    if json.loads((Path(checkpoint_dir) / STATE_FILE).read_text()).get("fingerprint") != fingerprint:
-        return None
-    return load_checkpoint(checkpoint_dir, {"encoder": model}, opt, sched, map_location=device)
 
 
 def reid_top1(embeddings: Sequence[np.ndarray], exclude: int, queries_per_video: int) -> float:

@@ -14,7 +14,7 @@ from lfmcdm.config_base import Section
 
 
 class PhaseConfig(Section):
-    """Label-free ED/ES of every beat: ventricles found as the moving blood nearer the apex (lfmcdm/pseudo/phase.py)."""
+    """Label-free ED/ES of every beat: ventricles found as the moving blood nearer the apex (lfmcdm/data/phase.py)."""
 
     min_frames: int = Field(16, ge=4, description="shorter clips are flagged, not estimated")
     blank_level: float = Field(8.0, ge=0, description="a clip whose brightest pixel is at or below this is blank")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lfmcdm.config_base import Range, Section, SplitFractions
 
@@ -36,6 +36,9 @@ class SynthesisConfig(Section):
     batch_size: int = Field(4, gt=0)
     shard_size: int = Field(8, gt=0)
     privacy_percentile: float = Field(95.0, gt=0, le=100)
+    privacy_heldout_splits: tuple[Split, ...] = Field(
+        ("VAL", "TEST"), min_length=1, description="real patients the privacy threshold is calibrated on "
+        "(never TRAIN: those are the protected patients); synthesis and evaluation both read it")
     codec: Literal["mjpeg", "mpeg4", "libx264"] = "mjpeg"
     export_fps: float | None = Field(50.0, gt=0, description="written videos are resampled to this rate "
                                      "(EchoNet-Dynamic's ~50 fps, which its loaders' clip sampling assumes); None = the model's")
@@ -45,3 +48,10 @@ class SynthesisConfig(Section):
     workers: int = Field(1, gt=0, description="shards processed at once (threads) by the stage")
     dask_address: str | None = None  # Prefect cohort flow: scheduler address of a Dask cluster
     shard_retries: int = Field(2, ge=0, description="Prefect cohort flow: retries of a failed shard (idempotent)")
+
+    @field_validator("privacy_heldout_splits")
+    @classmethod
+    def _not_train(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "TRAIN" in value:
+            raise ValueError("TRAIN is the protected split; the privacy threshold is calibrated on held-out patients")
+        return value

@@ -23,9 +23,17 @@ from lfmcdm.layout import Layout
 
 @dataclass(frozen=True)
 class StageInfo:
+    """What a stage is and what it reads, declared once (docs/design.md, "How to add a stage").
+
+    ``params`` are the params.yaml keys the stage reads, dotted as dvc.yaml names them (a whole section
+    or one key); they are logged to MLflow. ``inputs`` are the data and model paths it reads, relative to
+    the root as dvc.yaml's ``deps`` write them. tests/test_stage_contract.py holds dvc.yaml to both.
+    """
+
     name: str
-    sections: tuple[str, ...]
     help: str
+    params: tuple[str, ...]
+    inputs: tuple[str, ...] = ()
     metrics: str | None = None  # metrics/<metrics>.json (docs/design.md's metrics contract); None = none
 
     @property
@@ -37,22 +45,57 @@ class StageInfo:
         return f"lfmcdm.stages.{self.name}"
 
 
-#: In pipeline order. ``sections`` are the params.yaml sections a stage reads (logged to MLflow).
+_CLIPS = ("data/interim/videos.parquet", "data/interim/clips")
+_PHANTOM_TRUTH = "data/raw/phantom"  # only its truth.parquet (phantom.out_dir), to measure label-free estimates
+_SYNTH_KEYS = tuple(f"synthesis.{k}" for k in (  # what evaluate reads of synthesis: the yardstick and the generator
+    "cohort", "n_videos", "strategy", "appearance_splits", "motion_splits", "ef_range", "n_frames", "sampler", "steps",
+    "guidance_scale", "privacy_percentile", "privacy_heldout_splits"))
+
+#: In pipeline order.
 STAGES: dict[str, StageInfo] = {
     s.name: s
     for s in [
-        StageInfo("phantom", ("phantom",), "Generate the phantom EchoNet dataset (when no real data is configured)."),
-        StageInfo("ingest", ("data", "pseudo"), "Decode, resample and validate the source videos into clips + videos.parquet."),
-        StageInfo("pseudo_labels", ("pseudo", "train"), "Label-free ED/ES phase, pseudo optical flow, self-supervised ReID."),
-        StageInfo("train_mafe", ("mafe", "train"), "Train the motion and appearance feature extractor (MAFE).", "mafe"),
-        StageInfo("motion_bank", ("mafe",), "Encode every video's motion vector into data/processed/motion.parquet."),
-        StageInfo("train_vae", ("vae", "latents", "train", "data"), "Train the AutoencoderKL on echo frames.", "vae"),
-        StageInfo("cache_latents", ("vae", "latents", "train"), "Encode every clip once into cached VAE latents."),
-        StageInfo("train_diffusion", ("diffusion", "train", "data"), "Train the motion-conditioned video diffusion UNet.", "diffusion"),
-        StageInfo("synthesize", ("synthesis",), "Sample a synthetic cohort: videos, FileList.csv, manifest.parquet.", "synthesis"),
-        StageInfo("evaluate", ("evaluate", "synthesis"), "Evaluate the cohort and write the HTML report.", "eval"),
+        StageInfo("phantom", "Generate the phantom EchoNet dataset (when no real data is configured).",
+                  ("seed", "phantom", "data.echonet_root")),
+        StageInfo("ingest", "Decode, resample and validate the source videos into clips + videos.parquet.",
+                  ("data", "pseudo.phase"), ("data/raw",)),
+        StageInfo("pseudo_labels", "Label-free ED/ES phase, pseudo optical flow, self-supervised ReID.",
+                  ("seed", "pseudo.flow", "pseudo.reid", "train", "data.echonet_root", "phantom.out_dir"),
+                  (*_CLIPS, _PHANTOM_TRUTH)),
+        StageInfo("train_mafe", "Train the motion and appearance feature extractor (MAFE).",
+                  ("seed", "mafe", "train"), (*_CLIPS, "data/interim/flow", "data/interim/reid"), "mafe"),
+        StageInfo("motion_bank", "Encode every video's motion vector into data/processed/motion.parquet.",
+                  ("mafe", "train.device", "data.target_fps"), ("models/mafe", *_CLIPS)),
+        StageInfo("train_vae", "Train the AutoencoderKL on echo frames.",
+                  ("seed", "vae", "latents.batch_size", "data.frame_size", "train"), _CLIPS, "vae"),
+        StageInfo("cache_latents", "Encode every clip once into cached VAE latents.",
+                  ("latents", "train"), ("models/vae", *_CLIPS)),
+        StageInfo("train_diffusion", "Train the motion-conditioned video diffusion UNet.",
+                  ("seed", "diffusion", "data.target_fps", "data.echonet_root", "phantom.out_dir", "train"),
+                  ("data/processed/latents", "data/processed/motion.parquet", *_CLIPS, _PHANTOM_TRUTH, "models/vae"),
+                  "diffusion"),
+        StageInfo("synthesize", "Sample a synthetic cohort: videos, FileList.csv, manifest.parquet.",
+                  ("seed", "synthesis", "pseudo.phase", "diffusion.motion_eval.cavity", "data.echonet_root", "train"),
+                  ("models/mcdm", "models/vae", "models/reid", "data/processed/motion.parquet", "data/processed/latents",
+                   "data/interim/reid", "data/interim/videos.parquet"), "synthesis"),
+        StageInfo("evaluate", "Evaluate the cohort and write the HTML report.",
+                  ("seed", "evaluate", *_SYNTH_KEYS, "pseudo.phase", "diffusion.motion_eval.cavity", "data.echonet_root",
+                   "data.target_fps", "data.frame_size", "mafe.bank_times_s", "phantom.out_dir", "train"),
+                  ("data/synthetic/${synthesis.cohort}", _PHANTOM_TRUTH, *_CLIPS, "data/interim/reid",
+                   "data/processed/motion.parquet", "models/reid", "models/mafe", "models/mcdm", "models/vae"), "eval"),
     ]
 }
+
+
+def declared_params(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The values of the dotted ``keys`` (a section or one key), JSON-ready: what a stage run logs to MLflow."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        value: Any = params
+        for part in key.split("."):
+            value = getattr(value, part)
+        out[key] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    return out
 
 
 @dataclass
@@ -91,8 +134,7 @@ def run_stage(name: str, params: Params, root: str | Path = ".", progress: bool 
     info = STAGES[name]
     ctx = StageContext(params=params, layout=Layout(Path(root)), progress=progress, extra=extra)
     module = importlib.import_module(info.module)
-    section_params = {s: params.section(s).model_dump(mode="json") for s in info.sections}
-    section_params["seed"] = params.seed
+    section_params = declared_params(params, info.params)
     if not _is_main_process():  # under `accelerate launch`, only rank 0 tracks and writes metrics
         return _clean(module.run(ctx) or {})
     preflight.run(name, params, ctx.layout)  # outputs writable, tracking store usable: one line if not

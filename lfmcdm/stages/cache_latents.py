@@ -9,7 +9,6 @@ midway resumes from the files already written (the VAE hash is recorded before a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -19,22 +18,14 @@ from tqdm import tqdm
 
 from lfmcdm.atomic import save_npy, write_json
 from lfmcdm.data.tables import load_clip, read_videos
-from lfmcdm.models.vae import VAE_DIR, encode_frames, latent_shape, load_vae
+from lfmcdm.fingerprint import folder_hash
+from lfmcdm.models.vae import encode_frames, latent_shape, load_vae
+from lfmcdm.runtime import resolve_device
 from lfmcdm.train.accel import log_curve
-from lfmcdm.train.runtime import resolve_device
 
 INDEX_FILE = "index.json"
 LATENT_DTYPE = np.float16
 INDEX_FLUSH_EVERY = 50  # videos between index rewrites (bounds re-work after a kill)
-
-
-def folder_hash(path: Path) -> str:
-    """SHA-256 over the files of a saved model folder (names and contents)."""
-    digest = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f.relative_to(path).as_posix().encode())
-        digest.update(f.read_bytes())
-    return digest.hexdigest()
 
 
 def read_index(latents: Path) -> dict:
@@ -65,7 +56,7 @@ def prune(latents: Path, keep: set[str]) -> int:
 
 def run(ctx) -> dict:
     layout = ctx.layout
-    vae_dir = layout.models / VAE_DIR
+    vae_dir = layout.model_dir("vae")
     if not (vae_dir / "config.json").exists():
         raise FileNotFoundError(f"{vae_dir}: no trained VAE; run `lfmcdm stage train_vae` first")
     vae = load_vae(vae_dir, resolve_device(ctx.params.train))

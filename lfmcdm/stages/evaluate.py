@@ -17,7 +17,7 @@ from lfmcdm.eval.cohort_data import load_cohort
 from lfmcdm.eval.cohort_eval import evaluate_cohort
 from lfmcdm.eval.report.build import ReportInputs, clean_metrics, write_report
 from lfmcdm.eval.report.training_curves import latest_curves
-from lfmcdm.train.runtime import configure_threads, resolve_device, seed_everything
+from lfmcdm.runtime import configure_threads, resolve_device, seed_everything
 
 REPORT_ARTIFACTS = "report"  # MLflow artifact folder of the evaluate run
 
@@ -57,9 +57,11 @@ def _publish(params, layout, metrics: dict) -> None:
     """Register the generator the cohort came from (skipped without a trained MCDM or an MLflow run)."""
     import mlflow
 
-    from lfmcdm.synth.publish import GENERATOR_NAME, publish_generator
+    from lfmcdm.layout import GENERATOR_NAME
+    from lfmcdm.models.pipeline import META_FILE
+    from lfmcdm.synth.publish import publish_generator
 
-    if mlflow.active_run() is None or not (layout.models / "mcdm" / "mcdm.json").exists():
+    if mlflow.active_run() is None or not (layout.model_dir("mcdm") / META_FILE).exists():
         print(f"evaluate: {GENERATOR_NAME} not registered (no trained MCDM or no MLflow run)")
         return
     done = publish_generator(params, layout, metrics)

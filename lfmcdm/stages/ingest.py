@@ -36,12 +36,6 @@ class NothingKept(ValueError):
     """Every row was rejected: an empty videos.parquet would only fail later stages obscurely."""
 
 
-def source_root(ctx) -> Path:
-    """The EchoNet folder: ``data.echonet_root`` (relative to the repo) or the phantom."""
-    configured = ctx.params.data.echonet_root
-    return (ctx.root / configured) if configured else (ctx.root / ctx.params.phantom.out_dir)
-
-
 def _rejection(name: str, reason: str, path: Path, line: int) -> dict:
     return {"file_name": name, "reason": reason, "source": f"{path}:{line}"}
 
@@ -137,7 +131,7 @@ def _jobs(ctx, src: Path, rows: list[echonet.FileRow]) -> list[ClipJob]:
 
 def run(ctx) -> dict:
     cfg = ctx.params.data
-    src = source_root(ctx)
+    src = ctx.layout.source_root(ctx.params)
     filelist = echonet.read_filelist(src, cfg.max_table_mb << 20)
     tracings = echonet.read_tracings(src, cfg.max_table_mb << 20)
     raw = echonet.as_frame(filelist)

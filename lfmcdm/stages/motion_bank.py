@@ -26,8 +26,7 @@ from lfmcdm.data.tables import load_clip, read_videos
 from lfmcdm.layout import Layout
 from lfmcdm.models.mafe import load_mafe, mafe_version
 from lfmcdm.models.motion_vectors import motion_trajectories, trajectory_pairs
-from lfmcdm.stages.train_mafe import MODEL_DIR
-from lfmcdm.train.runtime import resolve_device
+from lfmcdm.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def _pairs_of(layout: Layout, refs: list[PairRef], fps: float, times_s: tuple[fl
 
 def run(ctx) -> dict:
     cfg = ctx.params.mafe
-    model_dir = ctx.layout.models / MODEL_DIR
+    model_dir = ctx.layout.model_dir("mafe")
     version = mafe_version(model_dir) if (model_dir / "config.json").exists() else None
     if version is None:
         raise FileNotFoundError(f"{model_dir}: no trained MAFE; run `lfmcdm stage train_mafe` first")

@@ -20,18 +20,18 @@ from tqdm import tqdm
 from lfmcdm import tracking
 from lfmcdm.atomic import atomic_dir, save_npy
 from lfmcdm.data import phantom, tables
+from lfmcdm.layout import MODELS
 from lfmcdm.models.reid import save_encoder
+from lfmcdm.models.reid import embed_frames
 from lfmcdm.parallel import pmap
 from lfmcdm.pseudo import metrics
 from lfmcdm.pseudo.flow import FlowJob, flow_one
-from lfmcdm.pseudo.reid import embed_frames, reid_top1, train_reid
+from lfmcdm.pseudo.reid import reid_top1, train_reid
+from lfmcdm.runtime import configure_threads, resolve_device, seed_everything
 from lfmcdm.settings.pseudo import ReidConfig
-from lfmcdm.stages.ingest import source_root
-from lfmcdm.train.runtime import configure_threads, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
-REID_MODEL = "lfmcdm-reid"
 REID_ALIAS = "champion"  # MLflow reserves "latest" (tracking.register_model's default), so name ours
 STAGE = "pseudo_labels"
 
@@ -44,7 +44,7 @@ def run(ctx) -> dict:
     model = fit_reid(ctx, rows)
     embeddings = write_embeddings(ctx, rows, model)
 
-    truth = phantom.load_truth(source_root(ctx))
+    truth = phantom.load_truth(ctx.layout.source_root(ctx.params))
     all_rows = tables.read_videos(ctx.layout, usable_only=False)  # flagged clips count as phase misses
     cfg = ctx.params.pseudo.reid
     evaluated = [embeddings[r["file_name"]] for r in rows if r["file_name"] in embeddings]
@@ -88,11 +88,11 @@ def fit_reid(ctx, rows: list[dict]) -> torch.nn.Module:
     clips = [tables.load_clip(ctx.layout, n) for n in names]
     model, info = train_reid(clips, cfg, seed, device, ctx.layout.checkpoints / STAGE / "reid", ctx.progress,
                              log=lambda m, step: tracking.log_metrics(m, step=step), fingerprint=fingerprint)
-    out = ctx.layout.models / "reid"
+    out = ctx.layout.model_dir("reid")
     # only run-independent facts go beside the weights, so a resumed run saves a byte-identical folder
     save_encoder(model, out, extra={"seed": seed, "train_videos": len(names), "fingerprint": fingerprint,
                                     "steps": info["steps"], "final_loss": info["final_loss"]})
-    tracking.register_model(REID_MODEL, out, aliases=(REID_ALIAS,))
+    tracking.register_model(MODELS["reid"].registry_name, out, aliases=(REID_ALIAS,))
     return model
 
 

@@ -1,7 +1,7 @@
 """Stage ``train_diffusion``: train the motion-conditioned video diffusion model (MCDM).
 
 Inputs: cached latents (``data/processed/latents``), the motion bank (``data/processed/motion.parquet``),
-``models/vae``. Outputs: ``models/mcdm/`` (EMA weights; see :mod:`lfmcdm.synth.pipeline`), MLflow
+``models/vae``. Outputs: ``models/mcdm/`` (EMA weights; see :mod:`lfmcdm.models.pipeline`), MLflow
 model ``lfmcdm-mcdm`` (a new version every run, ``@latest`` resolves to it; alias ``champion`` moves
 to it when its validation loss beats the previous champion's), metrics train_loss and
 motion_area_r (null unless the source is the phantom). Resumable from ``checkpoints/train_diffusion/``;
@@ -18,18 +18,17 @@ from accelerate import PartialState
 from lfmcdm import tracking
 from lfmcdm.data.phantom import load_truth
 from lfmcdm.data.tables import read_videos
+from lfmcdm.data.video_windows import LatentWindows
 from lfmcdm.eval.motion_area import motion_area_r
+from lfmcdm.fingerprint import folder_hash
+from lfmcdm.layout import MODELS
+from lfmcdm.models.pipeline import MCDMPipeline, save_mcdm
 from lfmcdm.models.unet import time_ids
-from lfmcdm.models.vae import VAE_DIR, latent_shape, load_vae
-from lfmcdm.stages.cache_latents import folder_hash
-from lfmcdm.stages.ingest import source_root
-from lfmcdm.synth.pipeline import MCDM_DIR, MCDMPipeline, save_mcdm
+from lfmcdm.models.vae import latent_shape, load_vae
+from lfmcdm.runtime import resolve_device, seed_everything
 from lfmcdm.train.accel import fingerprint, log_curve
 from lfmcdm.train.diffusion import make_noise_scheduler, train_mcdm, validation_loss
-from lfmcdm.train.runtime import resolve_device, seed_everything
-from lfmcdm.train.video_windows import LatentWindows, read_motion
 
-REGISTERED_NAME = "lfmcdm-mcdm"
 CHAMPION = "champion"
 VAL_LOSS_TAG = "val_loss"
 
@@ -55,11 +54,12 @@ def promote_if_better(name: str, version: str, val_loss: float | None) -> bool:
 
 def run(ctx) -> dict:
     cfg, layout, params = ctx.params.diffusion, ctx.layout, ctx.params
-    vae_dir = layout.models / VAE_DIR
+    vae_dir = layout.model_dir("vae")
     if not (vae_dir / "config.json").exists():
         raise FileNotFoundError(f"{vae_dir}: no trained VAE; run `lfmcdm stage train_vae` first")
     channels, size, _ = latent_shape(load_vae(vae_dir))
-    motion, mafe_version = read_motion(layout.motion)
+    bank = layout.read_motion_bank()
+    motion, mafe_version = bank.vectors, bank.mafe_version
     clip_fps = params.data.target_fps
 
     def windows(splits: tuple[str, ...]) -> LatentWindows:
@@ -83,17 +83,17 @@ def run(ctx) -> dict:
             "added_time_ids": time_ids(cfg), "reference": cfg.reference, "window_start": cfg.window_start,
             "motion_dim": int(train.motions.shape[1]), "mafe_version": mafe_version, "vae_hash": vae_hash,
             "step": result.end_step, "train_loss": result.loss, "val_loss": val_loss}
-    out = layout.models / MCDM_DIR
+    out = layout.model_dir("mcdm")
     save_mcdm(result.model.cpu(), noise_sched, meta, out)
 
-    truth = load_truth(source_root(ctx)) if params.data.echonet_root is None else {}
+    truth = load_truth(layout.source_root(params)) if params.data.echonet_root is None else {}
     r, per_video = None, []
     if truth:
         pipe = MCDMPipeline.from_pretrained(layout.models, device)
         r, per_video = motion_area_r(pipe, layout, read_videos(layout, ("VAL", "TEST")), motion, truth, cfg, clip_fps)
     log_curve({"val_loss": val_loss, "motion_area_r": r})
-    version = tracking.register_model(REGISTERED_NAME, out, aliases=())  # "@latest" is implicit in MLflow 3
-    champion = promote_if_better(REGISTERED_NAME, version, val_loss) if version else False
+    version = tracking.register_model(MODELS["mcdm"].registry_name, out, aliases=())  # "@latest" is implicit in MLflow 3
+    champion = promote_if_better(MODELS["mcdm"].registry_name, version, val_loss) if version else False
     print(f"train_diffusion: steps {result.start_step}->{result.end_step}, train_loss {_fmt(result.loss)}, "
           f"val_loss {_fmt(val_loss)}, motion_area_r {_fmt(r)} {[round(v, 3) for v in per_video]}"
           + (f", registered v{version}{' (champion)' if champion else ''}" if version else ""))

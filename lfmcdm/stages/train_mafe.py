@@ -9,12 +9,11 @@ from motion vectors vs from appearance features.
 from __future__ import annotations
 
 from lfmcdm import tracking
+from lfmcdm.layout import MODELS
 from lfmcdm.models.mafe import mafe_version, save_mafe
+from lfmcdm.runtime import resolve_device
 from lfmcdm.train.mafe import ef_probe_metrics, prepare_data, train_mafe
-from lfmcdm.train.runtime import resolve_device
 
-MODEL_NAME = "lfmcdm-mafe"
-MODEL_DIR = "mafe"
 MODEL_ALIAS = "champion"  # what downstream stages resolve (tracking.resolve_model); MLflow reserves "latest"
 
 
@@ -22,11 +21,11 @@ def run(ctx) -> dict:
     cfg = ctx.params.mafe
     result = train_mafe(cfg, ctx.params.train, ctx.layout, ctx.params.seed, progress=ctx.progress,
                         log_metrics=tracking.log_metrics)
-    out_dir = ctx.layout.models / MODEL_DIR
+    out_dir = ctx.layout.model_dir("mafe")
     save_mafe(result.model, out_dir)
     probe = ef_probe_metrics(result.model, ctx.layout, cfg, prepare_data(ctx.layout, cfg).all, ctx.params.seed,
                              resolve_device(ctx.params.train), ctx.progress)
-    tracking.register_model(MODEL_NAME, out_dir, aliases=(MODEL_ALIAS,))
+    tracking.register_model(MODELS["mafe"].registry_name, out_dir, aliases=(MODEL_ALIAS,))
     best = result.best
     print(f"train_mafe: best epoch {best['epoch']} of {len(result.history)}, {mafe_version(out_dir)} -> {out_dir}")
     return {

@@ -12,12 +12,11 @@ from accelerate import PartialState
 from lfmcdm import tracking
 from lfmcdm.atomic import atomic_dir
 from lfmcdm.data.tables import read_videos
-from lfmcdm.models.vae import VAE_DIR
+from lfmcdm.layout import MODELS
+from lfmcdm.runtime import seed_everything
 from lfmcdm.train.accel import fingerprint
-from lfmcdm.train.runtime import seed_everything
 from lfmcdm.train.vae import FrameSource, compute_scaling_factor, evaluate_vae, train_vae
 
-REGISTERED_NAME = "lfmcdm-vae"
 
 
 def eval_rows(layout) -> list[dict]:
@@ -41,10 +40,10 @@ def run(ctx) -> dict:
     metrics = evaluate_vae(vae, FrameSource.from_rows(layout, eval_rows(layout) or train_rows).spread(cfg.val_frames),
                            batch)
     if PartialState().is_main_process:
-        out = layout.models / VAE_DIR
+        out = layout.model_dir("vae")
         with atomic_dir(out) as tmp:
             vae.save_pretrained(tmp)
-        tracking.register_model(REGISTERED_NAME, out, aliases=())  # "latest" is implicit (reserved) in MLflow 3
+        tracking.register_model(MODELS["vae"].registry_name, out, aliases=())  # "latest" is implicit (reserved) in MLflow 3
         print(f"train_vae: steps {result.start_step}->{result.end_step}, scaling_factor "
               f"{vae.config.scaling_factor:.4f}, val_psnr {metrics['val_psnr']:.2f} dB, "
               f"val_ssim {metrics['val_ssim']:.3f}")

@@ -13,6 +13,8 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from lfmcdm.layout import MODELS
+
 if TYPE_CHECKING:
     from lfmcdm.synth.cohort import CohortJob
 
@@ -38,7 +40,7 @@ PRIVACY_RULE = (
 PSEUDO_LABELS = {
     "VolumeTracings.csv": (
         "PSEUDO labels, no human traced these videos: ED and ES frames from the label-free phase estimator "
-        "(lfmcdm.pseudo.phase), LV outline (long axis + 20 chords, EchoNet's format) from the label-free cavity "
+        "(lfmcdm.data.phase), LV outline (long axis + 20 chords, EchoNet's format) from the label-free cavity "
         "estimate (lfmcdm.eval.cavity) at those frames. ES rows come first, ED rows last, as EchoNet's loader "
         "expects. Videos where either estimate failed have no tracing (see manifest column pseudo_tracing)."),
     "EF": ("The motion donor's EF (a real video's label, propagated): the motion comes from that video; the "
@@ -85,7 +87,7 @@ def build(job: "CohortJob", rows: list[dict]) -> dict:
             "strategy": cfg.strategy, "sampler": cfg.sampler, "steps": cfg.steps, "guidance": cfg.guidance_scale,
             "n_frames": cfg.n_frames, "window_overlap": cfg.window_overlap, "codec": cfg.codec,
             "appearance_splits": list(cfg.appearance_splits), "motion_splits": list(cfg.motion_splits),
-            "models": {name: {"registry_name": f"lfmcdm-{name}", "version": job.versions.get(name),
+            "models": {name: {"registry_name": MODELS[name].registry_name, "version": job.versions.get(name),
                               "sha256": job.hashes.get(name)} for name in ("mcdm", "vae", "mafe", "reid")},
             "motion_bank_sha256": job.hashes.get("motion_bank"),
             "global_seed": job.params.seed, "plan_hash": job.key,

@@ -31,12 +31,12 @@ from lfmcdm.config import Params
 from lfmcdm.data import validation
 from lfmcdm.data.clips import sha256_file
 from lfmcdm.data.echonet import FILELIST_COLUMNS
-from lfmcdm.data.tables import load_array, read_videos
+from lfmcdm.data.tables import read_videos
 from lfmcdm.data.video_io import resample_indices, write_gray
+from lfmcdm.eval.privacy import PrivacyFilter
 from lfmcdm.layout import Layout
 from lfmcdm.synth import card
 from lfmcdm.synth.plan import SampleSpec, plan_cohort, plan_hash
-from lfmcdm.synth.privacy import nearest_similarity, real_threshold, video_embedding
 from lfmcdm.synth.tracings import pseudo_tracing, write_tracings
 
 VIDEOS, QUARANTINE = "Videos", "quarantine"
@@ -81,8 +81,11 @@ class CohortJob:
     versions: dict[str, str]
     hashes: dict[str, str]
     fps: float
-    threshold: float
-    train_embeddings: np.ndarray = field(repr=False)
+    privacy: PrivacyFilter = field(repr=False)
+
+    @property
+    def threshold(self) -> float:
+        return self.privacy.threshold
 
     @property
     def cfg(self):
@@ -119,23 +122,15 @@ class CohortJob:
         return float(self.cfg.export_fps or self.fps)
 
 
-def identities(layout: Layout, splits: tuple[str, ...]) -> np.ndarray:
-    """One ReID identity vector per real video of ``splits`` (``(N, D)``, possibly empty)."""
-    vectors = [video_embedding(load_array(layout.reid, v["file_name"])) for v in read_videos(layout, splits=splits)]
-    return np.stack(vectors) if vectors else np.zeros((0, 1), np.float32)
-
-
 def prepare(params: Params, root: Path, models: CohortModels) -> CohortJob:
     """Plan the cohort and fix its identity (plan + sampler + model versions)."""
     layout = Layout(root)
     cfg = params.synthesis
-    motion_names = set(pq.read_table(layout.motion, columns=["file_name"]).column("file_name").to_pylist())
+    motion_names = set(layout.read_motion_bank().vectors)
     plan = plan_cohort(cfg, read_videos(layout), motion_names, params.seed)
-    train = identities(layout, ("TRAIN",))  # the people the filter protects
-    threshold = real_threshold(train, identities(layout, ("VAL", "TEST")), cfg.privacy_percentile)
     key = plan_hash(plan, {**shard_settings(params), **models.versions})
     return CohortJob(params=params, root=Path(root), plan=plan, key=key, versions=dict(models.versions),
-                     hashes=dict(models.hashes), fps=models.fps, threshold=threshold, train_embeddings=train)
+                     hashes=dict(models.hashes), fps=models.fps, privacy=PrivacyFilter.from_layout(layout, cfg))
 
 
 def shard_settings(params: Params) -> dict:
@@ -165,8 +160,8 @@ def run_shard(job: CohortJob, k: int, models: CohortModels) -> Path:
 
 def _write_sample(job: CohortJob, spec: SampleSpec, video: np.ndarray, models: CohortModels) -> dict:
     """Score the generated video, then write it: shipped (resampled, pseudo-traced) or quarantined."""
-    score = float(nearest_similarity(video_embedding(models.embed(video))[None], job.train_embeddings)[0])
-    passed = score <= job.threshold
+    score = job.privacy.score(models.embed(video))
+    passed = job.privacy.passes(score)
     fps = job.export_fps
     video = video[resample_indices(len(video), job.fps, fps)]
     path = job.work / (VIDEOS if passed else QUARANTINE) / f"{spec.sample_id}.avi"

@@ -19,19 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from lfmcdm.config import Params
 from lfmcdm.data.clips import sha256_file
 from lfmcdm.data.tables import load_array, read_videos
-from lfmcdm.layout import Layout
-from lfmcdm.pseudo.reid import embed_frames, load_reid
-from lfmcdm.synth.pipeline import MCDMPipeline, check_pair, content_version
+from lfmcdm.fingerprint import content_version, folder_hash
+from lfmcdm.layout import MODELS, Layout
+from lfmcdm.models.pipeline import MCDMPipeline, check_pair
+from lfmcdm.models.reid import embed_frames, load_reid
+from lfmcdm.runtime import configure_threads, resolve_device
 from lfmcdm.synth.plan import SampleSpec
-from lfmcdm.train.runtime import configure_threads, resolve_device
 
-MODEL_DIRS = {"mcdm": "mcdm", "vae": "vae", "reid": "reid"}  # under models/
 
 
 @dataclass
@@ -73,16 +72,14 @@ class RegistryModels:
 
 def _model_dir(layout: Layout, key: str) -> Path:
     """``models/<key>``, or a clear error naming the stage that writes it."""
-    path = layout.models / MODEL_DIRS[key]
+    path = layout.model_dir(key)
     if not path.is_dir():
-        stage = {"mcdm": "train_diffusion", "vae": "train_vae", "reid": "pseudo_labels"}[key]
-        raise FileNotFoundError(f"{path}: no trained model; run `lfmcdm stage {stage}` (or `dvc repro`) first")
+        raise FileNotFoundError(f"{path}: no trained model; run `lfmcdm stage {MODELS[key].stage}` (or `dvc repro`) first")
     return path
 
 
 @functools.lru_cache(maxsize=2)
 def _load(root: str, params_json: str) -> RegistryModels:
-    from lfmcdm.stages.cache_latents import folder_hash  # the one model-folder hash (as content_version)
 
     params = Params.model_validate_json(params_json)
     layout = Layout(Path(root))
@@ -90,19 +87,16 @@ def _load(root: str, params_json: str) -> RegistryModels:
     device = resolve_device(params.train)
     mcdm_dir, vae_dir, reid_dir = (_model_dir(layout, k) for k in ("mcdm", "vae", "reid"))
     check_pair(mcdm_dir, vae_dir)
-    motion = pq.read_table(layout.motion)
-    names = motion.column("file_name").to_pylist()
-    vectors = np.asarray(motion.column("motion").to_pylist(), np.float32)
-    mafe_versions = set(motion.column("mafe_version").to_pylist())
+    bank = layout.read_motion_bank()
     return RegistryModels(
         pipe=MCDMPipeline.from_dirs(mcdm_dir, vae_dir, device=device),
         reid=load_reid(reid_dir, device),
         versions={"mcdm": content_version(mcdm_dir), "vae": content_version(vae_dir), "reid": content_version(reid_dir),
-                  "mafe": ",".join(sorted(str(v) for v in mafe_versions))},
+                  "mafe": bank.mafe_version or ""},
         hashes={"mcdm": folder_hash(mcdm_dir), "vae": folder_hash(vae_dir), "reid": folder_hash(reid_dir),
                 "motion_bank": sha256_file(layout.motion)},
         layout=layout, params=params,
-        motions=dict(zip(names, vectors)),
+        motions=bank.vectors,
         reference_frames={v["file_name"]: int(v["ed_frame"] or 0) for v in read_videos(layout)},
     )
 

@@ -23,21 +23,19 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from lfmcdm.config import Params
 from lfmcdm.data.tables import read_videos
-from lfmcdm.layout import Layout
-from lfmcdm.synth.pipeline import check_mafe, check_pair, content_version
-from lfmcdm.synth.privacy import real_threshold
+from lfmcdm.eval.privacy import PrivacyFilter
+from lfmcdm.fingerprint import content_version
+from lfmcdm.layout import GENERATOR_NAME, Layout
+from lfmcdm.models.pipeline import check_mafe, check_pair
 from lfmcdm.synth.pyfunc import PRIVACY_FILE, SETTINGS_FILE, GeneratorModel
 
-GENERATOR_NAME = "lfmcdm-generator"
 CHAMPION = "champion"
 MEASURE = "frechet_reid_frame_distance"  # metrics/eval.json key; lower = closer to real frames
 MEASURE_TAG = f"eval.{MEASURE}"
 KEY_TAG = "lfmcdm.eval_key"
-MODEL_DIRS = {"mcdm": "mcdm", "vae": "vae", "mafe": "mafe", "reid": "reid"}
 
 #: Distributions the generator imports at prediction time, pinned to the installed (= requirements.lock)
 #: versions. ``lfmcdm`` itself is not on an index: install the package (wheel or checkout) next to them.
@@ -86,17 +84,14 @@ def eval_key(params: Params, layout: Layout) -> str:
                   for v in read_videos(layout, splits=tuple(cfg.reference_splits) + tuple(cfg.heldout_splits)))
     plan = params.synthesis.model_dump(mode="json", include={"n_videos", "strategy", "appearance_splits",
                                                              "motion_splits", "ef_range", "n_frames"})
-    blob = {"reid": content_version(layout.models / MODEL_DIRS["reid"]), "real": real, "plan": plan,
+    blob = {"reid": content_version(layout.model_dir("reid")), "real": real, "plan": plan,
             "evaluate": cfg.model_dump(mode="json", exclude={"cohort"}), "seed": params.seed}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _privacy_reference(params: Params, layout: Layout, out: Path) -> None:
-    from lfmcdm.synth.cohort import identities
-
-    train = identities(layout, ("TRAIN",))
-    threshold = real_threshold(train, identities(layout, ("VAL", "TEST")), params.synthesis.privacy_percentile)
-    np.savez(out, train_embeddings=train.astype(np.float32), threshold=np.float64(threshold))
+    """The bundle's privacy filter: the very rule the synthesize stage ships videos by."""
+    PrivacyFilter.from_layout(layout, params.synthesis).save(out)
 
 
 @dataclass(frozen=True)
@@ -110,7 +105,7 @@ def publish_generator(params: Params, layout: Layout, metrics: dict[str, Any]) -
     """Log + register the generator from ``models/`` (inside the active MLflow run) and apply the alias rule."""
     import mlflow
 
-    dirs = {k: layout.models / d for k, d in MODEL_DIRS.items()}
+    dirs = {k: layout.model_dir(k) for k in ("mcdm", "vae", "mafe", "reid")}
     check_pair(dirs["mcdm"], dirs["vae"])  # never register an inconsistent set
     check_mafe(dirs["mcdm"], dirs["mafe"])
     with tempfile.TemporaryDirectory(prefix="lfmcdm-generator-") as tmp:

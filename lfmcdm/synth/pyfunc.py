@@ -44,11 +44,12 @@ class GeneratorModel(PythonModel):
     """MLflow ``PythonModel``: DataFrame of (appearance video, motion video, seed) rows -> videos."""
 
     def load_context(self, context) -> None:
+        from lfmcdm.eval.privacy import PrivacyFilter
         from lfmcdm.models.mafe import load_mafe
-        from lfmcdm.pseudo.reid import load_reid
+        from lfmcdm.models.pipeline import MCDMPipeline, check_pair, check_mafe
+        from lfmcdm.models.reid import load_reid
+        from lfmcdm.runtime import resolve_device
         from lfmcdm.settings.pseudo import PhaseConfig
-        from lfmcdm.synth.pipeline import MCDMPipeline, check_pair, check_mafe
-        from lfmcdm.train.runtime import resolve_device
 
         art = {k: Path(v) for k, v in context.artifacts.items()}
         self.settings = json.loads(art["settings"].read_text())
@@ -61,9 +62,7 @@ class GeneratorModel(PythonModel):
         self.mafe = load_mafe(art["mafe"], self.device)
         self.reid = load_reid(art["reid"], self.device)
         self.phase = PhaseConfig.model_validate(self.settings["phase"])
-        privacy = np.load(art["privacy"])
-        self.train_identities = privacy["train_embeddings"]
-        self.privacy_threshold = float(privacy["threshold"])
+        self.privacy = PrivacyFilter.load(art["privacy"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         missing = [c for c in INPUT_COLUMNS if c not in model_input.columns]
@@ -88,10 +87,9 @@ class GeneratorModel(PythonModel):
         return frames[resample_indices(len(frames), fps, float(self.settings["clip_fps"]))]
 
     def _one(self, appearance: str, motion: str, seed: int, sampling: dict[str, Any]) -> dict[str, Any]:
+        from lfmcdm.data.phase import estimate_phase
         from lfmcdm.models.motion_vectors import motion_trajectories, trajectory_pairs
-        from lfmcdm.pseudo.phase import estimate_phase
-        from lfmcdm.pseudo.reid import embed_frames
-        from lfmcdm.synth.privacy import nearest_similarity, video_embedding
+        from lfmcdm.models.reid import embed_frames
 
         fps = float(self.settings["clip_fps"])
         look = self._clip(appearance)
@@ -107,7 +105,6 @@ class GeneratorModel(PythonModel):
         vector = motion_trajectories(self.mafe, [pairs], 1, len(pairs), self.device)
         video = self.pipe(reference, vector, seeds=[seed], sampler=str(sampling["sampler"]),
                           steps=int(sampling["steps"]), guidance=float(sampling["guidance_scale"])).frames[0]
-        score = float(nearest_similarity(video_embedding(embed_frames(self.reid, video))[None],
-                                         self.train_identities)[0])
+        score = self.privacy.score(embed_frames(self.reid, video))
         return {"video": video, "fps": float(self.pipe.meta["fps"]), "reference_frame": int(ed or 0),
-                "privacy_score": score, "privacy_pass": score <= self.privacy_threshold}
+                "privacy_score": score, "privacy_pass": self.privacy.passes(score)}

@@ -4,7 +4,7 @@ EchoNet's loaders need two traced frames per video (end-systole and end-diastole
 as the LV long axis followed by 20 chords perpendicular to it. No person traced a synthetic
 video, so both ingredients come from the pipeline's own label-free estimators:
 
-- the ED and ES frames from the label-free phase estimator (:func:`lfmcdm.pseudo.phase.estimate_phase`,
+- the ED and ES frames from the label-free phase estimator (:func:`lfmcdm.data.phase.estimate_phase`,
   the one ingest uses on real clips), called through its public API only;
 - the outline from the label-free LV cavity estimate (:func:`lfmcdm.eval.cavity.cavity_mask` inside
   the clip's label-free LV region, the one evaluation measures cavity-area curves with): its
@@ -26,8 +26,8 @@ import numpy as np
 from lfmcdm.atomic import atomic_path
 from lfmcdm.data.echonet import TRACING_COLUMNS
 from lfmcdm.data.phantom import N_CHORDS
+from lfmcdm.data.phase import estimate_phase
 from lfmcdm.eval.cavity import cavity_mask, clip_regions
-from lfmcdm.pseudo.phase import estimate_phase
 from lfmcdm.settings.diffusion import CavityConfig
 from lfmcdm.settings.pseudo import PhaseConfig
 

@@ -1,4 +1,6 @@
-"""What the VAE and diffusion training loops share: the Accelerator, step-seeded RNG, curve logging.
+"""What the training loops share: the Accelerator (VAE, MCDM and MAFE), step-seeded RNG, curve logging.
+
+Resuming is :func:`lfmcdm.checkpoint.resume` (one rule for ReID, MAFE, VAE and MCDM).
 
 Batches are drawn from ``numpy.random.default_rng([seed, step, process])`` rather than from a
 DataLoader's iterator state, so a run resumed at step *s* sees exactly the batches an
@@ -9,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,7 @@ from accelerate import Accelerator
 from tqdm import tqdm
 
 from lfmcdm.config import TrainConfig
-from lfmcdm.train.checkpoint import load_checkpoint
-from lfmcdm.train.runtime import configure_threads, resolve_device
+from lfmcdm.runtime import configure_threads, resolve_device
 
 SEED_SPACE = 2**62  # torch seeds drawn from a step's RNG
 LOSS_SMOOTHING = 0.98  # EMA of the training loss, reported as the stage's train loss
@@ -45,15 +45,6 @@ def step_rng(seed: int, step: int, process: int = 0) -> np.random.Generator:
 def fingerprint(data: dict[str, Any]) -> str:
     """A short hash of the settings a checkpoint depends on (a mismatch means: start afresh)."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def resumable_state(checkpoint_dir: Path, key: str, what: str) -> dict[str, Any] | None:
-    """The checkpoint's state if it was written for the settings fingerprinted as ``key``, else None."""
-    state = load_checkpoint(checkpoint_dir, {})
-    if state is not None and state.get("fingerprint") != key:
-        print(f"{what}: checkpoint in {checkpoint_dir} is for other settings; starting afresh")
-        return None
-    return state
 
 
 def log_curve(metrics: dict[str, float | None], step: int | None = None) -> None:

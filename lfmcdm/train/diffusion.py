@@ -21,10 +21,10 @@ from lfmcdm.config import TrainConfig
 from lfmcdm.models.conditioning import dropout_mask
 from lfmcdm.models.unet import MCDM, build_conditioner, build_unet, time_ids
 from lfmcdm.settings.diffusion import DiffusionConfig
-from lfmcdm.train.accel import (SEED_SPACE, StepLoop, fingerprint, log_curve, make_accelerator, resumable_state,
+from lfmcdm.train.accel import (SEED_SPACE, StepLoop, fingerprint, log_curve, make_accelerator,
                                 step_rng)
-from lfmcdm.train.checkpoint import load_checkpoint, save_checkpoint
-from lfmcdm.train.video_windows import LatentWindows
+from lfmcdm.checkpoint import resume, save_checkpoint
+from lfmcdm.data.video_windows import LatentWindows
 
 
 def make_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
@@ -138,9 +138,7 @@ def train_mcdm(cfg: DiffusionConfig, train_cfg: TrainConfig, data: LatentWindows
                              num_warmup_steps=cfg.warmup_steps * accelerator.num_processes)
     ema_model = copy.deepcopy(model)
     key = fingerprint(run_settings(cfg, latent_channels, latent_size, data.motions.shape[1], seed, data_key))
-    state = resumable_state(checkpoint_dir, key, "train_diffusion")
-    if state is not None:
-        load_checkpoint(checkpoint_dir, {"model": model, "ema": ema_model}, optimizer, lr_sched)
+    state = resume(checkpoint_dir, key, "train_diffusion", {"model": model, "ema": ema_model}, optimizer, lr_sched)
     ema = make_ema(ema_model, cfg, int(state["ema_step"]) if state else 0)
     noise_sched = make_noise_scheduler(cfg)
     model, optimizer, lr_sched = accelerator.prepare(model, optimizer, lr_sched)

@@ -6,6 +6,10 @@ Loss = ``l1_weight * L1 + ssim_weight * (1 - SSIM)`` on the middle frame
 (ablations). AdamW with linear warmup + cosine decay; validation PSNR/SSIM on VAL every epoch;
 the best epoch (by validation PSNR) is kept.
 
+Mixed precision and devices come from the same Accelerator as VAE and MCDM training
+(:func:`lfmcdm.train.accel.make_accelerator`: ``train.mixed_precision``, CPU always full precision), so
+``accelerate launch`` runs it too; validation and the returned model stay in full precision.
+
 Resumable: a checkpoint (weights, optimiser, scheduler, position in the epoch, history) is written
 every ``checkpoint_every`` steps and at every epoch end under ``checkpoints/train_mafe/last``; a
 restarted run continues from it and ends bit-identical (on CPU) to an uninterrupted one, because
@@ -26,9 +30,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 from torch.utils.data import DataLoader, default_collate
 from tqdm import tqdm
 
+from lfmcdm.checkpoint import STATE_FILE, load_checkpoint, resume, save_checkpoint
 from lfmcdm.config import TrainConfig
 from lfmcdm.data.pairs import PairRef, missing_inputs, pair_refs
 from lfmcdm.data.tables import load_array, read_videos
@@ -37,10 +43,10 @@ from lfmcdm.eval.recon_quality import psnr, ssim
 from lfmcdm.layout import Layout
 from lfmcdm.models.mafe import MAFE, MafeOutput
 from lfmcdm.models.motion_vectors import encode_pairs
+from lfmcdm.runtime import seed_everything
 from lfmcdm.settings.mafe import MafeConfig
-from lfmcdm.train.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint
+from lfmcdm.train.accel import make_accelerator
 from lfmcdm.train.mafe_data import PairDataset, epoch_batches
-from lfmcdm.train.runtime import configure_threads, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -147,41 +153,36 @@ def _fresh_state(fp: str) -> dict[str, Any]:
 
 def _resume(directory, fp: str, modules: dict, optimizer, scheduler, device) -> dict[str, Any] | None:
     """The saved state when ``directory`` holds a checkpoint of this very run; else None (and it is cleared)."""
-    state_file = directory / "last" / STATE_FILE
-    if not state_file.exists():
+    if not (directory / "last" / STATE_FILE).exists():
         shutil.rmtree(directory, ignore_errors=True)  # nothing resumable; a stale 'best' must not survive
         return None
-    if json.loads(state_file.read_text()).get("fingerprint") != fp:
-        log.warning("train_mafe: discarding checkpoints in %s (written with other settings or data)", directory)
+    state = resume(directory / "last", fp, "train_mafe", modules, optimizer, scheduler, map_location=device)
+    if state is None:  # written with other settings or data: its 'best' must not survive either
         shutil.rmtree(directory)
-        return None
-    return load_checkpoint(directory / "last", modules, optimizer, scheduler, map_location=device)
+    return state
 
 
-class _Autocast:
-    """Mixed precision on CUDA when ``train.mixed_precision`` asks for it; a no-op elsewhere."""
+class _TrainForward(torch.nn.Module):
+    """MAFE's training forward as its own module: the Accelerator wraps this one (autocast, DDP), so
+    validation and the saved model call the bare MAFE in full precision (as VAE's ``ReconWithKL``)."""
 
-    def __init__(self, mode: str, device: torch.device) -> None:
-        self.enabled = mode != "no" and device.type == "cuda"
-        self.dtype = torch.bfloat16 if mode == "bf16" else torch.float16
-        self.device_type = device.type
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.enabled and mode == "fp16")
+    def __init__(self, mafe: MAFE) -> None:
+        super().__init__()
+        self.mafe = mafe
 
-    def __call__(self):
-        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> MafeOutput:
+        return self.mafe(a, b)
 
 
-def _train_step(model: MAFE, batch: dict, cfg: MafeConfig, optimizer, scheduler, amp: _Autocast) -> dict[str, float]:
+def _train_step(model: torch.nn.Module, batch: dict, cfg: MafeConfig, optimizer, scheduler,
+                accelerator: Accelerator) -> dict[str, float]:
     model.train()
-    with amp():
-        out = model(batch["a"], batch["b"])
+    out = model(batch["a"], batch["b"])
     terms = loss_terms(cfg, _float_output(out), batch)
     optimizer.zero_grad(set_to_none=True)
-    amp.scaler.scale(terms["loss"]).backward()
-    amp.scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    amp.scaler.step(optimizer)
-    amp.scaler.update()
+    accelerator.backward(terms["loss"])
+    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
     scheduler.step()
     return {k: float(v.detach()) for k, v in terms.items()}
 
@@ -195,23 +196,27 @@ def _float_output(out: MafeOutput) -> MafeOutput:
 class _Run:
     """One training run's objects and resumable state (model, optimiser, scheduler, checkpoints)."""
 
-    def __init__(self, cfg: MafeConfig, train_cfg: TrainConfig, layout: Layout, seed: int, data: MafeData) -> None:
-        self.cfg, self.train_cfg, self.seed = cfg, train_cfg, seed
-        self.device = resolve_device(train_cfg)
+    def __init__(self, cfg: MafeConfig, train_cfg: TrainConfig, layout: Layout, seed: int, data: MafeData,
+                 accelerator: Accelerator) -> None:
+        self.cfg, self.train_cfg, self.seed, self.accelerator = cfg, train_cfg, seed, accelerator
+        self.device = accelerator.device
         self.model = MAFE(cfg.model, data.reid_dim).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         total = cfg.epochs * len(epoch_batches(len(data.train), cfg.batch_size, seed, 0))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(cfg.warmup_steps, total, cfg.min_lr_ratio))
+        n = accelerator.num_processes  # a prepared scheduler steps once per process
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_cosine(cfg.warmup_steps * n, total * n, cfg.min_lr_ratio))
         self.total_steps = total
-        self.amp = _Autocast(train_cfg.mixed_precision, self.device)
         self.ckpt_dir = layout.checkpoints / CHECKPOINT_STAGE
         self.train_set = PairDataset(layout, data.train, flows=cfg.flow_weight > 0, reid=cfg.reid_weight > 0, seed=seed,
                                      flip=cfg.flip, rotate=cfg.rotate, swap=cfg.swap)
         self.val_set = PairDataset(layout, data.val, flows=False, reid=False, seed=seed)
         fp = fingerprint(cfg, seed, data)
-        state = _resume(self.ckpt_dir, fp, self.modules, self.optimizer, self.scheduler, self.device)
+        state = _resume(self.ckpt_dir, fp, self.modules, optimizer, scheduler, self.device)
         self.resumed_from = None if state is None else state["step"]
         self.state = state or _fresh_state(fp)
+        self.step_model, self.optimizer, self.scheduler = accelerator.prepare(_TrainForward(self.model), optimizer,
+                                                                              scheduler)
 
     @property
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -228,7 +233,8 @@ class _Run:
         loader = DataLoader(self.train_set, batch_sampler=remaining, num_workers=self.train_cfg.num_workers,
                             pin_memory=self.device.type == "cuda")
         for batch in loader:
-            terms = _train_step(self.model, _to(batch, self.device), self.cfg, self.optimizer, self.scheduler, self.amp)
+            terms = _train_step(self.step_model, _to(batch, self.device), self.cfg, self.optimizer, self.scheduler,
+                                self.accelerator)
             state["step"] += 1
             state["batch"] += 1
             state["loss_count"] += 1
@@ -275,9 +281,9 @@ def train_mafe(cfg: MafeConfig, train_cfg: TrainConfig, layout: Layout, seed: in
     ``on_step(step)`` runs after every optimizer step (tests use it to simulate a kill).
     """
     data = prepare_data(layout, cfg)
-    configure_threads(train_cfg)
+    accelerator = make_accelerator(train_cfg)  # also sets train.torch_threads
     seed_everything(seed)
-    run = _Run(cfg, train_cfg, layout, seed, data)
+    run = _Run(cfg, train_cfg, layout, seed, data, accelerator)
     if run.resumed_from is not None:
         log.info("train_mafe: resuming from step %d (epoch %d)", run.resumed_from, run.state["epoch"])
         if log_metrics is not None:  # the resumed run's MLflow curves start at epoch 0 too

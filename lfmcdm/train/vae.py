@@ -21,9 +21,9 @@ from lfmcdm.eval.recon_quality import psnr, ssim
 from lfmcdm.layout import Layout
 from lfmcdm.models.vae import build_vae, to_unit
 from lfmcdm.settings.diffusion import VaeConfig
-from lfmcdm.train.accel import (SEED_SPACE, StepLoop, fingerprint, log_curve, make_accelerator, resumable_state,
+from lfmcdm.train.accel import (SEED_SPACE, StepLoop, fingerprint, log_curve, make_accelerator,
                                 step_rng)
-from lfmcdm.train.checkpoint import load_checkpoint, save_checkpoint
+from lfmcdm.checkpoint import resume, save_checkpoint
 
 
 @dataclass
@@ -117,9 +117,7 @@ def train_vae(cfg: VaeConfig, train_cfg: TrainConfig, source: FrameSource, check
     lr_sched = get_scheduler("cosine", optimizer, num_warmup_steps=cfg.warmup_steps * n,
                              num_training_steps=cfg.steps * n)
     key = fingerprint(run_settings(cfg, frame_size, seed, data_key))
-    state = resumable_state(checkpoint_dir, key, "train_vae")
-    if state is not None:
-        load_checkpoint(checkpoint_dir, {"vae": vae}, optimizer, lr_sched)
+    state = resume(checkpoint_dir, key, "train_vae", {"vae": vae}, optimizer, lr_sched)
     model, optimizer, lr_sched = accelerator.prepare(ReconWithKL(vae), optimizer, lr_sched)
     model.train()
     loop = StepLoop("train_vae", accelerator, cfg.steps, state, stop_after, progress)

@@ -28,11 +28,12 @@ from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMul
 from tqdm import tqdm
 
 from lfmcdm.atomic import atomic_dir
+from lfmcdm.fingerprint import folder_hash
+from lfmcdm.layout import MODELS
 from lfmcdm.models.conditioning import MotionConditioner
 from lfmcdm.models.unet import MCDM
-from lfmcdm.models.vae import VAE_DIR, decode_latents, encode_frames, latent_shape, load_vae
+from lfmcdm.models.vae import decode_latents, encode_frames, latent_shape, load_vae
 
-MCDM_DIR = "mcdm"
 META_FILE = "mcdm.json"
 DECODE_BATCH = 64  # frames per VAE decoder call
 WINDOW_STREAM, STEP_NOISE_STREAM = 1, 2  # sub-seed streams of one video's seed
@@ -42,21 +43,12 @@ class ModelMismatchError(ValueError):
     """An MCDM paired with a VAE it was not trained with (``vae_hash`` in ``mcdm.json``)."""
 
 
-def content_version(folder: str | Path) -> str:
-    """A model folder's content version: ``sha256:<16 hex>`` of its files (the form of ``mafe_version``)."""
-    from lfmcdm.stages.cache_latents import folder_hash
-
-    return f"sha256:{folder_hash(Path(folder))[:16]}"
-
-
 def check_pair(mcdm_dir: str | Path, vae_dir: str | Path) -> None:
     """Refuse an MCDM whose recorded VAE is not ``vae_dir``: its latents would decode to noise, silently.
 
     ``train_diffusion`` records the hash of the VAE folder it trained on; a VAE retrained since (or a
     registry "latest" VAE next to an older MCDM champion) has another hash.
     """
-    from lfmcdm.stages.cache_latents import folder_hash
-
     meta_path = Path(mcdm_dir) / META_FILE
     if not meta_path.exists():
         raise FileNotFoundError(f"{mcdm_dir}: no trained MCDM; run `lfmcdm stage train_diffusion` first")
@@ -118,7 +110,7 @@ class MCDMPipeline:
     @classmethod
     def from_pretrained(cls, models_dir: str | Path, device: torch.device | str = "cpu") -> "MCDMPipeline":
         """Load ``<models_dir>/mcdm`` and ``<models_dir>/vae`` (the pipeline's own outputs)."""
-        return cls.from_dirs(Path(models_dir) / MCDM_DIR, Path(models_dir) / VAE_DIR, device)
+        return cls.from_dirs(Path(models_dir) / MODELS["mcdm"].folder, Path(models_dir) / MODELS["vae"].folder, device)
 
     @classmethod
     def from_dirs(cls, mcdm_dir: str | Path, vae_dir: str | Path, device: torch.device | str = "cpu") -> "MCDMPipeline":

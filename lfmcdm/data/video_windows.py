@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from lfmcdm.data.tables import load_array
@@ -33,16 +32,6 @@ def window_indices(n_clip: int, clip_fps: float, fps: float, n_frames: int, star
 def max_start(n_clip: int, clip_fps: float, fps: float, n_frames: int) -> float:
     """Latest start that keeps a full window inside the clip (0 when the clip is too short)."""
     return max(0.0, (n_clip - 1) - (n_frames - 1) * clip_fps / fps)
-
-
-def read_motion(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
-    """``motion.parquet`` -> ({file_name: float32 vector}, mafe_version of the bank)."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no motion bank; run `lfmcdm stage motion_bank` first")
-    table = pq.read_table(path).to_pylist()
-    versions = {r.get("mafe_version") for r in table}
-    return ({r["file_name"]: np.asarray(r["motion"], dtype=np.float32) for r in table},
-            ",".join(sorted(str(v) for v in versions)) if versions else None)
 
 
 @dataclass

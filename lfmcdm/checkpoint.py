@@ -64,3 +64,24 @@ def load_checkpoint(
         if scheduler is not None and "scheduler" in extra:
             scheduler.load_state_dict(extra["scheduler"])
     return json.loads((directory / STATE_FILE).read_text())
+
+
+def resume(
+    directory: str | Path,
+    fingerprint: str,
+    what: str,
+    modules: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any] | None:
+    """The one resume rule of every training loop (ReID, MAFE, VAE, MCDM): restore the checkpoint in
+    ``directory`` only when it was written for the same ``fingerprint`` (settings, seed, data); else
+    None and the caller starts afresh, so a changed config retrains instead of silently continuing."""
+    state_file = Path(directory) / STATE_FILE
+    if not state_file.exists():
+        return None
+    if json.loads(state_file.read_text()).get("fingerprint") != fingerprint:
+        print(f"{what}: checkpoint in {directory} is for other settings or data; starting afresh")
+        return None
+    return load_checkpoint(directory, modules, optimizer, scheduler, map_location)
