@@ -169,6 +169,26 @@ def test_swapped_ed_es_are_caught_by_the_cycle_order():
     assert confidence < cfg.min_confidence and "swapped" in reason
 
 
+def test_edge_beats_cut_short_by_the_clip_still_count_but_a_slope_does_not():
+    """An ES two frames into the clip (its fall mostly before the clip) and an ED three frames before
+    the end are real when a full beat's depth lies on their other side; a clip that starts or ends
+    on a slope has no extreme there."""
+    from lfmcdm.data.phase import estimate_period, find_beats
+    from lfmcdm.settings.pseudo import PhaseConfig
+
+    cfg, fps = PhaseConfig(), 50.0
+    lv = 1.0 - 0.5 * phantom_a4c.cycle_curves(np.arange(200) / 40.0)[0]  # ED at 0, 40, 80, ...; ES ~ 14 after
+    es0 = int(np.argmin(lv[:40]))
+    clip = lv[es0 - 2 : es0 - 2 + 40 * 3 - es0 + 2 + 3 + 1]  # starts 2 frames before an ES, ends 3 after an ED
+    true_es, true_ed = 2, len(clip) - 4
+    period = estimate_period(clip, fps, cfg)
+    _, eds, ess = find_beats(clip, period, fps, cfg)
+    assert min(abs(e - true_es) for e in ess) <= 1 and min(abs(e - true_ed) for e in eds) <= 1, (eds, ess)
+    rising = clip[true_es + 3 : true_ed - 3]  # starts after the ES, ends before the ED: slopes only at both ends
+    _, eds, ess = find_beats(rising, estimate_period(rising, fps, cfg), fps, cfg)
+    assert all(3 <= e <= len(rising) - 4 for e in eds + ess), (eds, ess)
+
+
 def test_metrics_compare_each_reference_beat_with_the_estimate_of_its_beat():
     truth = {"v": {"ed_frames": [10, 40, 70], "es_frames": [20, 50, 80]}}
     row = {"file_name": "v", "fps": 50.0, "source_fps": 50.0, "n_frames": 90, "status": "ok"}
@@ -347,7 +367,7 @@ def test_stage_end_to_end_on_tiny_phantom(tmp_path, monkeypatch):
     truth = phantom.load_truth(src)
     beats = {n: len(reference_frames(r, truth)[0]) for n, r in videos.items()}
     flagged_share = (beats[names[0]] + beats[names[1]]) / sum(beats.values())
-    assert metrics["phase_ed_within2_share"] <= 1 - flagged_share  # the two flagged videos' beats count as misses
+    assert metrics["phase_ed_within2_share"] <= 1 - flagged_share + 1e-9  # the two flagged videos' beats count as misses
     assert metrics["phase_beats"] > len(videos)  # every beat counts, not one per clip
     assert metrics["flow_epe"] < 0.6 * metrics["flow_epe_zero_baseline"]
     for name, row in videos.items():

@@ -17,7 +17,9 @@ follow the atria, putting ED at ES. Here:
    start). A counter-phase group much weaker than the main one is ignored (one chamber, e.g. the
    ellipse phantom), and the darkness of blood orients its curve.
 4. **ED/ES per beat.** The ventricles' blood area minus the atria's (weighted by loading) is large
-   at ED, so its maxima are ED and the minimum after each is ES; edge beats count too.
+   at ED, so its maxima are ED and the minimum after each is ES; edge beats count too. The
+   ventricles' base is left out (``basal_exclude``): the opening valve leaflets swing in there right
+   after ES and hold its dark area low while the ventricle refills, which puts the minimum late.
 5. **Confidence.** Periodicity, beat-to-beat consistency, whether systole is the shorter part of
    the cycle (a swapped ED/ES makes it the longer one) and whether the chosen ventricles really lie
    above the anti-phase chambers. Below ``min_confidence`` the clip is flagged with the weakest reason: never a
@@ -108,7 +110,7 @@ def estimate_phase(clip: np.ndarray, fps: float, cfg: PhaseConfig | None = None)
 def _orient(blood: np.ndarray, shape: tuple[int, int], sector: np.ndarray, groups: "ChamberGroups", sign: int,
             fps: float, cfg: PhaseConfig) -> dict:
     """The cardiac signal, period and beats if the ``sign`` group is the ventricles (and the other the atria)."""
-    weights = groups.weights(sign, cfg.atria_weight)
+    weights = groups.weights(sign, cfg.atria_weight, cfg.basal_exclude)
     signal = _smooth1d(blood @ weights, cfg.temporal_sigma)
     period = estimate_period(signal, fps, cfg)
     beats, eds, ess = find_beats(signal, period, fps, cfg)
@@ -207,14 +209,19 @@ class ChamberGroups:
     depth_scale: float  # sector depth (px)
     orientations: tuple[int, ...]  # candidate signs for "the ventricles"
     why: str
+    pixel_depth: np.ndarray | None = None  # every analysed pixel's distance from the apex (px)
 
-    def weights(self, sign: int, atria_weight: float) -> np.ndarray:
+    def weights(self, sign: int, atria_weight: float, basal_exclude: float = 0.0) -> np.ndarray:
         """Per-pixel weights: the ``sign`` group's blood counts for, the anti-phase group's (atria) against.
 
         The atria peak as the mitral valve opens (= ES) and empty while the ventricles fill, so
         subtracting their blood area sharpens the same timing where opening leaflets blur the ventricles'.
         """
         w = np.where(self.members[sign], np.abs(self.loading), 0.0)
+        if basal_exclude > 0 and self.pixel_depth is not None and self.members[sign].any():
+            # the valve leaflets swing into the ventricles' base as they open: only walls above it count
+            cut = np.quantile(self.pixel_depth[self.members[sign]], 1 - basal_exclude)
+            w = np.where(self.pixel_depth <= cut, w, 0.0)
         if len(self.orientations) == 2 and atria_weight > 0:
             w = w - atria_weight * np.where(self.members[-sign], np.abs(self.loading), 0.0)
         return w
@@ -247,7 +254,7 @@ def chamber_groups(blood: np.ndarray, sector: np.ndarray, apex: tuple[float, flo
         orientations, why = (major,), "one moving chamber group"
     else:
         orientations, why = (1, -1), "two anti-phase groups"
-    return ChamberGroups(loading, members, mass, mean_depth, max(float(depth.max()), 1.0), orientations, why)
+    return ChamberGroups(loading, members, mass, mean_depth, max(float(depth.max()), 1.0), orientations, why, depth)
 
 
 # --- timing -----------------------------------------------------------------------------------
@@ -330,7 +337,6 @@ def find_beats(signal: np.ndarray, period: float | None, fps: float,
         if lo < stop:
             es = lo + int(np.argmin(signal[lo:stop]))
             if _is_local_min(signal, es):
-                es = plateau_start(signal, es, lo, cfg.es_plateau * (signal[ed] - signal[es]))
                 beats.append((ed, es))
                 ess.append(es)
     back = int(np.ceil(period)) if period else eds[0]
@@ -338,32 +344,24 @@ def find_beats(signal: np.ndarray, period: float | None, fps: float,
     if lo < eds[0] - 1:
         es = lo + int(np.argmin(signal[lo : eds[0]]))
         if _is_local_min(signal, es) and es < eds[0]:
-            ess.insert(0, plateau_start(signal, es, lo, cfg.es_plateau * (signal[:es].max() - signal[es])))
+            ess.insert(0, es)
     swings = [signal[ed] - signal[es] for ed, es in beats] or [float(np.ptp(signal))]
     median = float(np.median(swings))
     floor = cfg.min_beat_swing * median
     keep_beats = [b for b in beats if signal[b[0]] - signal[b[1]] >= floor]
     paired_ed, paired_es = {b[0] for b in keep_beats}, {b[1] for b in keep_beats}
-    # a partial beat at an edge must show the turn it claims: the fall after an ED, the fall into an ES; noise near the clip's end cannot
-    turn = cfg.edge_turn * median
+    # a partial beat at an edge must show the turn it claims (the fall after an ED, the fall into an ES)
+    # or, when the clip cuts that turn short, the full depth of a beat on its other side: noise near
+    # the clip's end does neither
+    turn, full = cfg.edge_turn * median, (1 - cfg.edge_turn) * median
+    span = int(np.ceil(period)) if period else n
     keep_ed = [ed for ed in eds if ed in paired_ed
-               or (ed + 1 < n and signal[ed] - signal[ed + 1 : ed + half + 1].min() >= turn)]
+               or (ed + 1 < n and signal[ed] - signal[ed + 1 : ed + half + 1].min() >= turn)
+               or signal[ed] - signal[max(0, ed - span) : ed].min(initial=signal[ed]) >= full]
     keep_es = [es for es in ess if es in paired_es
-               or (es > 0 and signal[max(0, es - half) : es].max() - signal[es] >= turn)]
+               or (es > 0 and signal[max(0, es - half) : es].max() - signal[es] >= turn)
+               or signal[es + 1 : es + span + 1].max(initial=signal[es]) - signal[es] >= full]
     return keep_beats, sorted(keep_ed), sorted(keep_es)
-
-
-def plateau_start(signal: np.ndarray, es: int, lo: int, tolerance: float) -> int:
-    """The first frame of the flat bottom that ends at minimum ``es`` (not before ``lo``).
-
-    Why: right after end-systole the opening mitral leaflets swing into the ventricle and keep its
-    dark area low while it already refills, so the bottom of the curve is a plateau and its minimum
-    lands late; end-systole is where the fall ends, the plateau's start.
-    """
-    start = es
-    while start - 1 >= lo and signal[start - 1] <= signal[es] + tolerance:
-        start -= 1
-    return start
 
 
 def strongest_beat(signal: np.ndarray, beats: list[tuple[int, int]]) -> tuple[int, int]:

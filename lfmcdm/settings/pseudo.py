@@ -27,9 +27,11 @@ class PhaseConfig(Section):
                                     "strongest on the main mode form the chamber groups")
     minor_group_share: float = Field(0.2, ge=0, le=1, description="a counter-phase group weaker than this share "
                                      "of the main one is ignored (one chamber)")
-    atria_weight: float = Field(3.0, ge=0, le=10, description="weight of the atria's blood area (the anti-phase "
+    atria_weight: float = Field(6.0, ge=0, le=10, description="weight of the atria's blood area (the anti-phase "
                                 "chambers below the ventricles), subtracted from the ventricles' in the cardiac "
                                 "signal: atrial volume peaks at end-systole (0 = ventricles only)")
+    basal_exclude: float = Field(0.5, ge=0, lt=1, description="share of the ventricles' moving pixels farthest from "
+                                 "the apex (their base, where opening valve leaflets swing in) left out of the signal")
     min_depth_gap: float = Field(0.05, gt=0, description="anti-phase groups 2x this share of the sector depth apart: "
                                  "the upper one is the ventricles (apical view); chosen ventricles that far *below* = "
                                  "no confidence")
@@ -43,15 +45,13 @@ class PhaseConfig(Section):
                                           "to measure a period")
     min_confidence: float = Field(0.35, ge=0, le=1, description="below this the clip is flagged with the reason")
     min_motion_rms: float = Field(1.0, ge=0, description="weaker dominant mode (RMS gray levels) = no motion")
-    min_dominance: float = Field(1.25, ge=1, description="lower 1st/2nd singular value ratio = noise only")
+    min_dominance: float = Field(1.15, ge=1, description="lower 1st/2nd singular value ratio = noise only")
     min_period_s: float = Field(0.3, gt=0, description="shortest cardiac period searched (200 bpm)")
     max_period_s: float = Field(2.0, gt=0, description="longest cardiac period searched (30 bpm)")
     min_periodicity: float = Field(0.2, ge=-1, le=1, description="autocorrelation a period peak must reach to be trusted")
     max_lag_share: float = Field(0.75, gt=0, le=1, description="longest trusted lag / clip length")
     period_peak_share: float = Field(0.8, gt=0, le=1, description="first peak this close to the top is the period")
     es_window: float = Field(0.6, gt=0, le=1, description="ES is searched this share of a period after ED")
-    es_plateau: float = Field(0.0, ge=0, lt=1, description="ES = the first frame within this share of the ED-ES "
-                              "swing of the minimum (the start of a flat bottom); 0 = the minimum itself")
     min_systole_frames: int = Field(2, ge=1, description="smallest ES - ED gap (frames)")
 
     @model_validator(mode="after")
