@@ -78,14 +78,10 @@ def estimate_phase(clip: np.ndarray, fps: float, cfg: PhaseConfig | None = None)
         return PhaseEstimate(None, None, f"too short for phase: {len(clip)} frames (minimum {cfg.min_frames})")
     if clip.size == 0 or float(clip.max()) <= cfg.blank_level:
         return PhaseEstimate(None, None, "blank clip: no echo signal")
-    sector, apex = find_sector(clip, cfg)
-    frames = smoothed_frames(clip, cfg.spatial_sigma)
-    pixels = frames[:, sector]
-    flag = motion_flag(pixels, cfg)
-    if flag:
-        return PhaseEstimate(None, None, flag)
-    blood = blood_maps(pixels, cfg)
-    groups = chamber_groups(blood, sector, apex, cfg)
+    found = moving_chambers(clip, cfg)
+    if isinstance(found, str):
+        return PhaseEstimate(None, None, found)
+    sector, _, blood, groups = found
     candidates = [_orient(blood, sector.shape, sector, groups, sign, fps, cfg) for sign in groups.orientations]
     found = [c for c in candidates if c["beats"]]
     if not found:
@@ -105,6 +101,22 @@ def estimate_phase(clip: np.ndarray, fps: float, cfg: PhaseConfig | None = None)
         return PhaseEstimate(None, None, status, best["period"], best["signal"], **fields)
     ed, es = strongest_beat(best["signal"], best["beats"])
     return PhaseEstimate(ed, es, OK, best["period"], best["signal"], **fields)
+
+
+def moving_chambers(clip: np.ndarray, cfg: PhaseConfig) -> tuple[np.ndarray, tuple[float, float], np.ndarray,
+                                                                  "ChamberGroups"] | str:
+    """(sector mask, apex (x, y), blood maps ``(T, N)``, chamber groups) of a ``(T, H, W)`` clip, or why
+    it shows no motion.
+
+    The label-free anatomy shared by the phase estimate and the LV cavity measure (lfmcdm/eval/cavity.py).
+    """
+    sector, apex = find_sector(clip, cfg)
+    pixels = smoothed_frames(clip, cfg.spatial_sigma)[:, sector]
+    flag = motion_flag(pixels, cfg)
+    if flag:
+        return flag
+    blood = blood_maps(pixels, cfg)
+    return sector, apex, blood, chamber_groups(blood, sector, apex, cfg)
 
 
 def _orient(blood: np.ndarray, shape: tuple[int, int], sector: np.ndarray, groups: "ChamberGroups", sign: int,
@@ -209,7 +221,7 @@ class ChamberGroups:
     depth_scale: float  # sector depth (px)
     orientations: tuple[int, ...]  # candidate signs for "the ventricles"
     why: str
-    pixel_depth: np.ndarray | None = None  # every analysed pixel's distance from the apex (px)
+    pixel_depth: np.ndarray  # every analysed pixel's distance from the apex (px)
 
     def weights(self, sign: int, atria_weight: float, basal_exclude: float = 0.0) -> np.ndarray:
         """Per-pixel weights: the ``sign`` group's blood counts for, the anti-phase group's (atria) against.
@@ -218,7 +230,7 @@ class ChamberGroups:
         subtracting their blood area sharpens the same timing where opening leaflets blur the ventricles'.
         """
         w = np.where(self.members[sign], np.abs(self.loading), 0.0)
-        if basal_exclude > 0 and self.pixel_depth is not None and self.members[sign].any():
+        if basal_exclude > 0 and self.members[sign].any():
             # the valve leaflets swing into the ventricles' base as they open: only walls above it count
             cut = np.quantile(self.pixel_depth[self.members[sign]], 1 - basal_exclude)
             w = np.where(self.pixel_depth <= cut, w, 0.0)

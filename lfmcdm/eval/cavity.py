@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from lfmcdm.data.phantom import sector_mask
-from lfmcdm.data.phase import blood_maps, chamber_groups, find_sector, motion_flag, smoothed_frames
+from lfmcdm.data.phase import moving_chambers
 from lfmcdm.settings.diffusion import CavityConfig
 from lfmcdm.settings.pseudo import PhaseConfig
 
@@ -43,12 +43,10 @@ def lv_region(frames: np.ndarray, cfg: CavityConfig, phase_cfg: PhaseConfig | No
     frames = np.asarray(frames)
     if len(frames) < 3 or float(frames.max()) <= phase_cfg.blank_level:
         return None
-    sector, apex = find_sector(frames, phase_cfg)
-    pixels = smoothed_frames(frames, phase_cfg.spatial_sigma)[:, sector]
-    if motion_flag(pixels, phase_cfg):  # a still or noise: no chamber to find
+    found = moving_chambers(frames, phase_cfg)
+    if isinstance(found, str):  # a still or noise: no chamber to find
         return None
-    blood = blood_maps(pixels, phase_cfg)
-    groups = chamber_groups(blood, sector, apex, phase_cfg)
+    sector, apex, _, groups = found
     sign = min(groups.orientations, key=lambda s: groups.depth[s])  # ventricles: the group nearer the apex
     moving = np.zeros(sector.shape, np.uint8)
     moving[sector] = groups.members[sign]
