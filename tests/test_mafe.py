@@ -33,7 +33,7 @@ from .conftest import tiny_params
 SIZE = 64
 TINY_MODEL = {"conv_channels": [4, 8], "attn_channels": [8, 16], "attn_depths": [1, 2], "attn_heads": [2, 2],
               "motion_channels": [2, 4], "window_size": 4, "decoder_channels": 8, "refine_channels": 8,
-              "motion_pool": 2, "bank_levels": 2, "motion_dim": 40}
+              "motion_pool": 2, "bank_levels": 2, "motion_dim": 80}
 TINY_TRAIN = {"model": TINY_MODEL, "epochs": 2, "batch_size": 2, "warmup_steps": 2, "checkpoint_every": 2,
               "eval_batch_size": 4, "probe_folds": 2}
 
@@ -87,7 +87,7 @@ def test_model_shapes_motion_dim_and_average_start():
     out = model(a, b)
     assert out.mid.shape == (2, 1, 112, 112) and out.flow_a.shape == out.flow_b.shape == (2, 2, 112, 112)
     assert out.reid.shape == (2, 16) and torch.allclose(out.reid.norm(dim=-1), torch.ones(2))
-    assert model.motion_vector(out.features).shape == (2, cfg.motion_dim) == (2, 768)
+    assert model.motion_vector(out.features).shape == (2, cfg.motion_dim) == (2, 1536)
     # zero-initialised heads: an untrained model is exactly the average-of-inputs baseline
     assert torch.allclose(out.mid, 0.5 * (a + b), atol=1e-4)
     assert out.flow_a.abs().max() == 0
@@ -97,24 +97,47 @@ def test_model_shapes_motion_dim_and_average_start():
     assert out.mid.shape == (1, 1, 60, 52) and out.flow_b.shape == (1, 2, 60, 52) and out.reid is None
 
 
-def test_motion_vector_is_antisymmetric_in_the_frame_order():
+def _signed_and_magnitude(vector: torch.Tensor, cfg: MafeModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a motion vector laid out per level as [signed means, mean magnitudes]."""
+    signed, magnitude, start = [], [], 0
+    for channels in cfg.level_motion_channels[-cfg.bank_levels:]:
+        size = channels * cfg.motion_pool**2
+        signed.append(vector[:, start : start + size])
+        magnitude.append(vector[:, start + size : start + 2 * size])
+        start += 2 * size
+    assert start == vector.shape[1]
+    return torch.cat(signed, 1), torch.cat(magnitude, 1)
+
+
+def test_motion_vector_is_antisymmetric_in_the_frame_order_and_its_magnitude_symmetric():
     torch.manual_seed(0)
-    model = MAFE(MafeModelConfig(**TINY_MODEL)).eval()
+    cfg = MafeModelConfig(**TINY_MODEL)
+    model = MAFE(cfg).eval()
     a, b = torch.rand(3, 1, 32, 32), torch.rand(3, 1, 32, 32)
     with torch.no_grad():
         forward, backward = model.motion_vector(model.encode(a, b)), model.motion_vector(model.encode(b, a))
-    assert forward.abs().max() > 0 and torch.allclose(forward, -backward, atol=1e-6)
+    signed_f, magnitude_f = _signed_and_magnitude(forward, cfg)
+    signed_b, magnitude_b = _signed_and_magnitude(backward, cfg)
+    assert signed_f.abs().max() > 0 and torch.allclose(signed_f, -signed_b, atol=1e-6)
+    assert magnitude_f.min() >= 0 and torch.allclose(magnitude_f, magnitude_b, atol=1e-6)
+    # a cell's magnitude is at least its signed mean's size: opposite motions cancel only in the mean
+    assert (magnitude_f >= signed_f.abs() - 1e-6).all()
+    signed_only = MAFE(MafeModelConfig(**{**TINY_MODEL, "motion_magnitude": False, "motion_dim": cfg.motion_dim // 2}))
+    signed_only.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(signed_only.eval().motion_vector(signed_only.encode(a, b)), signed_f, atol=1e-6)
 
 
-def test_paper_profile_is_3072_and_motion_dim_is_checked():
+def test_paper_profile_is_3072_signed_plus_magnitude_and_motion_dim_is_checked():
     cfg = MafeModelConfig(**PAPER_MODEL)
-    assert cfg.motion_dim == cfg.pooled_motion_dim == 3072
+    assert cfg.motion_dim == cfg.pooled_motion_dim == 2 * 3072  # the paper's 3072 means + their magnitudes
     model = MAFE(cfg)
     with torch.no_grad():
         features = model.encode(torch.rand(1, 1, 112, 112), torch.rand(1, 1, 112, 112))
-    assert model.motion_vector(features).shape == (1, 3072)
+    assert model.motion_vector(features).shape == (1, 6144)
     with pytest.raises(ValidationError, match="motion_dim"):
-        MafeModelConfig(**{**PAPER_MODEL, "motion_dim": 1024})
+        MafeModelConfig(**{**PAPER_MODEL, "motion_dim": 3072})
+    assert MafeModelConfig(**{**PAPER_MODEL, "motion_magnitude": False, "motion_dim": 3072}).pooled_motion_dim == 3072
 
 
 def test_window_partition_roundtrip_and_masks():

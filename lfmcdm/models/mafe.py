@@ -147,10 +147,20 @@ class MAFE(nn.Module):
         and would cancel in a global mean. (On the phantom, the out-of-fold EF probe R^2 rose from
         0.65-0.93 with frame A's features alone to 0.92-0.96 with this difference, and from ~0.77
         to ~0.86 on average going from a 2x2 to a 4x4 grid in the tiny profile.)
+
+        With ``motion_magnitude`` each cell also carries the mean *magnitude* of the motion features.
+        In an apical four-chamber view a cell holds walls of several chambers moving different ways
+        (and the heart sits at a different place in every clip), so signed means still cancel; the
+        magnitude says how much moves, wherever it points. On 153 A4C phantom videos (quality profile)
+        the EF probe R^2 rose from 0.24 (signed means) to 0.80 (both).
         """
         n, pool = features.pairs, self.config.motion_pool
-        parts = [F.adaptive_avg_pool2d(0.5 * (m[:n] - m[n:]), pool).flatten(1)
-                 for m in features.motion[-self.config.bank_levels:]]
+        parts = []
+        for m in features.motion[-self.config.bank_levels:]:
+            motion = 0.5 * (m[:n] - m[n:])
+            parts.append(F.adaptive_avg_pool2d(motion, pool).flatten(1))
+            if self.config.motion_magnitude:
+                parts.append(F.adaptive_avg_pool2d(motion.abs(), pool).flatten(1))
         return torch.cat(parts, dim=1)
 
     @property

@@ -20,7 +20,8 @@ class MafeModelConfig(Section):
     Levels: ``conv_channels`` are the CNN stem (first at full resolution, each next one at half),
     ``attn_channels`` the inter-frame attention levels that follow (each at half the previous).
     The motion vector pools the motion features of the last ``bank_levels`` attention levels on a
-    ``motion_pool`` x ``motion_pool`` grid, so its size is fixed by the architecture;
+    ``motion_pool`` x ``motion_pool`` grid (their mean and, with ``motion_magnitude``, their mean
+    magnitude per cell), so its size is fixed by the architecture;
     ``motion_dim`` states it explicitly (downstream stages size their conditioning from it) and
     is checked against the architecture.
     """
@@ -37,7 +38,8 @@ class MafeModelConfig(Section):
     reid_hidden: int = Field(64, gt=0, description="hidden width of the ReID projection head")
     motion_pool: int = Field(4, ge=1, description="grid the motion maps are average-pooled to")
     bank_levels: int = Field(2, ge=1, description="last attention levels pooled into the motion vector")
-    motion_dim: int = Field(768, gt=0)
+    motion_magnitude: bool = Field(True, description="also pool |motion| per cell: size of the motion, wherever it points")
+    motion_dim: int = Field(1536, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> "MafeModelConfig":
@@ -53,7 +55,7 @@ class MafeModelConfig(Section):
             raise ValueError(f"bank_levels ({self.bank_levels}) exceeds the {n} attention levels")
         if self.motion_dim != self.pooled_motion_dim:
             raise ValueError(f"motion_dim must equal sum(motion_channels*attn_depths over the last bank_levels)"
-                             f" * motion_pool^2 = {self.pooled_motion_dim}, got {self.motion_dim}")
+                             f" * motion_pool^2 (x2 with motion_magnitude) = {self.pooled_motion_dim}, got {self.motion_dim}")
         return self
 
     @property
@@ -63,7 +65,8 @@ class MafeModelConfig(Section):
 
     @property
     def pooled_motion_dim(self) -> int:
-        return sum(self.level_motion_channels[-self.bank_levels:]) * self.motion_pool**2
+        stats = 2 if self.motion_magnitude else 1
+        return stats * sum(self.level_motion_channels[-self.bank_levels:]) * self.motion_pool**2
 
     @property
     def total_stride(self) -> int:
@@ -72,11 +75,12 @@ class MafeModelConfig(Section):
 
 
 #: EMA-VFI's base model (F=32, depths 4/4 at the attention levels, 7x7 windows); its last two levels
-#: carry 8F + 16F = 768 motion channels, pooled 2x2 -> the paper's 3072-d motion vector.
+#: carry 8F + 16F = 768 motion channels, pooled 2x2 -> the paper's 3072-d motion vector; with the
+#: per-cell magnitude (``motion_magnitude``, see MAFE.motion_vector) 6144-d.
 PAPER_MODEL: dict[str, Any] = {
     "conv_channels": [32, 64, 128], "attn_channels": [256, 512], "attn_depths": [4, 4], "attn_heads": [8, 16],
     "motion_channels": [64, 128], "window_size": 7, "mlp_ratio": 4.0, "decoder_channels": 128,
-    "refine_channels": 32, "reid_hidden": 256, "motion_pool": 2, "bank_levels": 2, "motion_dim": 3072,
+    "refine_channels": 32, "reid_hidden": 256, "motion_pool": 2, "bank_levels": 2, "motion_dim": 6144,
 }
 
 
