@@ -126,6 +126,9 @@ def _orient(blood: np.ndarray, shape: tuple[int, int], sector: np.ndarray, group
     signal = _smooth1d(blood @ weights, cfg.temporal_sigma)
     period = estimate_period(signal, fps, cfg)
     beats, eds, ess = find_beats(signal, period, fps, cfg)
+    if cfg.es_refine_frames:
+        apical = _smooth1d(blood @ groups.weights(sign, 0.0, cfg.es_refine_basal_exclude), cfg.temporal_sigma)
+        beats, ess = refine_es(apical, beats, ess, cfg.es_refine_frames)
     cycle = period if period is not None else float(len(signal))
     systole = float(np.median([(es - ed) / cycle for ed, es in beats])) if beats else np.inf
     mask = np.zeros(shape, bool)
@@ -374,6 +377,24 @@ def find_beats(signal: np.ndarray, period: float | None, fps: float,
                or (es > 0 and signal[max(0, es - half) : es].max() - signal[es] >= turn)
                or signal[es + 1 : es + span + 1].max(initial=signal[es]) - signal[es] >= full]
     return keep_beats, sorted(keep_ed), sorted(keep_es)
+
+
+def refine_es(apical: np.ndarray, beats: list[tuple[int, int]], ess: list[int], reach: int
+              ) -> tuple[list[tuple[int, int]], list[int]]:
+    """Each ES moved back to the minimum of the ventricles' apical blood area within ``reach`` frames.
+
+    The beats are found on the whole signal (robust: every moving chamber votes), but its minimum
+    runs late: the atria peak as the mitral valve opens (after an isovolumic pause in a real heart)
+    and opening leaflets fill the ventricles' base. The apex sees neither. (On 200 held-out A4C
+    phantoms ES within 2 frames rose from 0.933 to 0.975; the apical signal alone finds beats less
+    reliably, so it only places them.)
+    """
+    def moved(es: int) -> int:
+        lo = max(0, es - reach)  # both biases run late: look back only
+        return lo + int(np.argmin(apical[lo : es + 1]))
+
+    new_beats = [(ed, moved(es)) for ed, es in beats]
+    return [(ed, es) for ed, es in new_beats if es > ed], sorted({moved(es) for es in ess})
 
 
 def strongest_beat(signal: np.ndarray, beats: list[tuple[int, int]]) -> tuple[int, int]:

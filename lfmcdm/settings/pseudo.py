@@ -32,6 +32,11 @@ class PhaseConfig(Section):
                                 "signal: atrial volume peaks at end-systole (0 = ventricles only)")
     basal_exclude: float = Field(0.5, ge=0, lt=1, description="share of the ventricles' moving pixels farthest from "
                                  "the apex (their base, where opening valve leaflets swing in) left out of the signal")
+    es_refine_frames: int = Field(3, ge=0, description="each ES moves to the minimum of the ventricles' apical "
+                                  "blood area within this many frames (0 = off): the valve leaflets swing into the "
+                                  "base and the atria peak as the mitral valve opens, both after ES")
+    es_refine_basal_exclude: float = Field(0.85, ge=0, lt=1, description="share of the ventricles' moving pixels "
+                                           "nearest the valves left out of that apical signal")
     min_depth_gap: float = Field(0.05, gt=0, description="anti-phase groups 2x this share of the sector depth apart: "
                                  "the upper one is the ventricles (apical view); chosen ventricles that far *below* = "
                                  "no confidence")
