@@ -74,15 +74,19 @@ def run(ctx) -> dict:
     seed_everything(params.seed)
     result = train_mcdm(cfg, params.train, train, layout.checkpoints / "train_diffusion", params.seed, channels, size,
                         progress=ctx.progress, data_key=data_key)
+    state = PartialState()
+    if state.num_processes > 1:  # under `accelerate launch`: every process says what it trained
+        print(f"train_diffusion: process {state.process_index} of {state.num_processes} trained steps "
+              f"{result.start_step}->{result.end_step}")
+    if not state.is_main_process:  # rank 0 alone saves, measures, tracks and registers
+        return {}
     noise_sched = make_noise_scheduler(cfg)
     device = resolve_device(params.train)
     val_loss = validation_loss(result.model.to(device), noise_sched, val, cfg, params.seed, device)
-    if not PartialState().is_main_process:
-        return {}
     meta = {"n_frames": cfg.n_frames, "fps": cfg.fps, "clip_fps": clip_fps,
             "added_time_ids": time_ids(cfg), "reference": cfg.reference, "window_start": cfg.window_start,
             "motion_dim": int(train.motions.shape[1]), "mafe_version": mafe_version, "vae_hash": vae_hash,
-            "step": result.end_step, "train_loss": result.loss, "val_loss": val_loss}
+            "step": result.end_step, "processes": state.num_processes, "train_loss": result.loss, "val_loss": val_loss}
     out = layout.model_dir("mcdm")
     save_mcdm(result.model.cpu(), noise_sched, meta, out)
 

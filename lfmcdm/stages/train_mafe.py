@@ -8,6 +8,8 @@ from motion vectors vs from appearance features.
 
 from __future__ import annotations
 
+from accelerate import PartialState
+
 from lfmcdm import tracking
 from lfmcdm.layout import MODELS
 from lfmcdm.models.mafe import mafe_version, save_mafe
@@ -21,6 +23,8 @@ def run(ctx) -> dict:
     cfg = ctx.params.mafe
     result = train_mafe(cfg, ctx.params.train, ctx.layout, ctx.params.seed, progress=ctx.progress,
                         log_metrics=tracking.log_metrics)
+    if not PartialState().is_main_process:  # under `accelerate launch`, rank 0 saves, measures and registers
+        return {}
     out_dir = ctx.layout.model_dir("mafe")
     save_mafe(result.model, out_dir)
     probe = ef_probe_metrics(result.model, ctx.layout, cfg, prepare_data(ctx.layout, cfg).all, ctx.params.seed,

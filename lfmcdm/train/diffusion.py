@@ -169,6 +169,7 @@ def train_mcdm(cfg: DiffusionConfig, train_cfg: TrainConfig, data: LatentWindows
                 ema.copy_to(ema_model.parameters())
                 save_checkpoint(checkpoint_dir, {"model": accelerator.unwrap_model(model), "ema": ema_model},
                                 optimizer, lr_sched, {"step": done, "fingerprint": key, "loss_ema": loop.loss_ema,
-                                                      "ema_step": ema.optimization_step})
+                                                      "ema_step": ema.optimization_step,
+                                                      "processes": accelerator.num_processes})
     ema.copy_to(ema_model.parameters())
     return DiffusionTrainResult(ema_model.cpu().eval(), loop.start, loop.last_step, loop.loss_ema)

@@ -15,6 +15,10 @@ every ``checkpoint_every`` steps and at every epoch end under ``checkpoints/trai
 restarted run continues from it and ends bit-identical (on CPU) to an uninterrupted one, because
 batch order and augmentations are functions of (seed, epoch, index). A checkpoint written with
 other settings or data (different fingerprint) is discarded rather than resumed.
+
+Under ``accelerate launch`` each optimiser step consumes one batch of the epoch per process (process
+*r* trains on batch ``k + r``), so N processes see N different batches per step and an epoch takes
+1/N of the steps; only the main process checkpoints, keeps the best weights and logs curves.
 """
 
 from __future__ import annotations
@@ -146,19 +150,29 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def process_batches(batches: list[list[int]], start: int, rank: int, n: int) -> list[list[int]]:
+    """The batches process ``rank`` of ``n`` trains on from global batch ``start`` on: one per optimiser
+    step, a different one per process; a last group smaller than ``n`` is left out (DDP needs every
+    process to take the same number of steps)."""
+    return [batches[k + rank] for k in range(start, len(batches) - n + 1, n)]
+
+
 def _fresh_state(fp: str) -> dict[str, Any]:
     return {"fingerprint": fp, "step": 0, "epoch": 0, "batch": 0, "loss_sums": {}, "loss_count": 0,
             "history": [], "best_score": None, "best_epoch": None}
 
 
-def _resume(directory, fp: str, modules: dict, optimizer, scheduler, device) -> dict[str, Any] | None:
-    """The saved state when ``directory`` holds a checkpoint of this very run; else None (and it is cleared)."""
-    if not (directory / "last" / STATE_FILE).exists():
-        shutil.rmtree(directory, ignore_errors=True)  # nothing resumable; a stale 'best' must not survive
-        return None
-    state = resume(directory / "last", fp, "train_mafe", modules, optimizer, scheduler, map_location=device)
-    if state is None:  # written with other settings or data: its 'best' must not survive either
-        shutil.rmtree(directory)
+def _resume(directory, fp: str, modules: dict, optimizer, scheduler, accelerator: Accelerator
+            ) -> dict[str, Any] | None:
+    """The saved state when ``directory`` holds a checkpoint of this very run; else None (and it is cleared,
+    by the main process once every process has read it: a stale 'best' must not survive)."""
+    state = None
+    if (directory / "last" / STATE_FILE).exists():
+        state = resume(directory / "last", fp, "train_mafe", modules, optimizer, scheduler,
+                       map_location=accelerator.device)
+    accelerator.wait_for_everyone()
+    if state is None and accelerator.is_main_process:
+        shutil.rmtree(directory, ignore_errors=True)
     return state
 
 
@@ -202,8 +216,12 @@ class _Run:
         self.device = accelerator.device
         self.model = MAFE(cfg.model, data.reid_dim).to(self.device)
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        total = cfg.epochs * len(epoch_batches(len(data.train), cfg.batch_size, seed, 0))
         n = accelerator.num_processes  # a prepared scheduler steps once per process
+        per_epoch = len(epoch_batches(len(data.train), cfg.batch_size, seed, 0)) // n
+        if per_epoch == 0:
+            raise ValueError(f"train_mafe: {len(data.train)} TRAIN pairs make fewer batches of {cfg.batch_size} "
+                             f"than there are processes ({n})")
+        total = cfg.epochs * per_epoch
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, warmup_cosine(cfg.warmup_steps * n, total * n, cfg.min_lr_ratio))
         self.total_steps = total
@@ -212,7 +230,7 @@ class _Run:
                                      flip=cfg.flip, rotate=cfg.rotate, swap=cfg.swap)
         self.val_set = PairDataset(layout, data.val, flows=False, reid=False, seed=seed)
         fp = fingerprint(cfg, seed, data)
-        state = _resume(self.ckpt_dir, fp, self.modules, optimizer, scheduler, self.device)
+        state = _resume(self.ckpt_dir, fp, self.modules, optimizer, scheduler, accelerator)
         self.resumed_from = None if state is None else state["step"]
         self.state = state or _fresh_state(fp)
         self.step_model, self.optimizer, self.scheduler = accelerator.prepare(_TrainForward(self.model), optimizer,
@@ -223,20 +241,23 @@ class _Run:
         return {"model": self.model}
 
     def checkpoint(self) -> None:
-        save_checkpoint(self.ckpt_dir / "last", self.modules, self.optimizer, self.scheduler, self.state)
+        if self.accelerator.is_main_process:
+            save_checkpoint(self.ckpt_dir / "last", self.modules, self.optimizer, self.scheduler, self.state)
 
     def run_epoch(self, bar: tqdm, on_step: Callable[[int], None] | None) -> None:
         """The rest of the current epoch (all of it, unless resumed mid-epoch)."""
         state, epoch = self.state, self.state["epoch"]
         self.train_set.set_epoch(epoch)
-        remaining = epoch_batches(len(self.train_set), self.cfg.batch_size, self.seed, epoch)[state["batch"]:]
+        acc = self.accelerator
+        remaining = process_batches(epoch_batches(len(self.train_set), self.cfg.batch_size, self.seed, epoch),
+                                    state["batch"], acc.process_index, acc.num_processes)
         loader = DataLoader(self.train_set, batch_sampler=remaining, num_workers=self.train_cfg.num_workers,
                             pin_memory=self.device.type == "cuda")
         for batch in loader:
             terms = _train_step(self.step_model, _to(batch, self.device), self.cfg, self.optimizer, self.scheduler,
                                 self.accelerator)
             state["step"] += 1
-            state["batch"] += 1
+            state["batch"] += acc.num_processes
             state["loss_count"] += 1
             for key, value in terms.items():
                 state["loss_sums"][key] = state["loss_sums"].get(key, 0.0) + value
@@ -255,17 +276,20 @@ class _Run:
                  "lr": self.scheduler.get_last_lr()[0],
                  **validate(self.model, self.val_set, self.cfg.eval_batch_size, self.device)}
         state["history"].append(entry)
-        if log_metrics is not None:
+        main = self.accelerator.is_main_process
+        if log_metrics is not None and main:
             log_metrics(entry, step=epoch)
         score = entry.get("val_psnr", -entry.get("train_loss", 0.0))  # no VAL videos: lowest training loss
         if state["best_score"] is None or score > state["best_score"]:
             state["best_score"], state["best_epoch"] = score, epoch
-            save_checkpoint(self.ckpt_dir / "best", self.modules, state={"epoch": epoch, "score": score})
+            if main:
+                save_checkpoint(self.ckpt_dir / "best", self.modules, state={"epoch": epoch, "score": score})
         state.update(epoch=epoch + 1, batch=0, loss_sums={}, loss_count=0)
         self.checkpoint()
 
     def result(self) -> TrainResult:
         """The best epoch's weights (the last ones when no epoch was validated) and the history."""
+        self.accelerator.wait_for_everyone()  # the main process has written 'best' and 'last'
         best_dir = self.ckpt_dir / ("best" if (self.ckpt_dir / "best" / STATE_FILE).exists() else "last")
         load_checkpoint(best_dir, self.modules, map_location=self.device)
         history = self.state["history"]
@@ -289,7 +313,8 @@ def train_mafe(cfg: MafeConfig, train_cfg: TrainConfig, layout: Layout, seed: in
         if log_metrics is not None:  # the resumed run's MLflow curves start at epoch 0 too
             for entry in run.state["history"]:
                 log_metrics(entry, step=entry["epoch"])
-    with tqdm(total=run.total_steps, initial=run.state["step"], desc="train_mafe", unit="step", disable=not progress) as bar:
+    with tqdm(total=run.total_steps, initial=run.state["step"], desc="train_mafe", unit="step",
+              disable=not (progress and accelerator.is_main_process)) as bar:
         while run.state["epoch"] < cfg.epochs:
             run.run_epoch(bar, on_step)
             run.end_epoch(log_metrics)
