@@ -1,11 +1,13 @@
 """Sampler throughput vs motion fidelity on one trained MCDM: DDPM (128 steps, as the authors sample)
-vs DPM-Solver++ (25 steps) vs DDIM (50 steps).
+vs DPM-Solver++ (25 steps) vs DDIM (50 steps), and the distilled student (``lcm``, 1-4 steps, stage
+``distill``) when ``models/distill`` exists.
 
 Each sampler generates the same held-out phantom videos from their own reference frame and motion
 vector (same seeds); we report videos/s and the donor-vs-generated cavity-area correlation
 (``motion_area_r``, the same measurement the train_diffusion stage reports).
 
     python benchmarks/sampling.py --root . --videos 8       # after `dvc repro` (or the quality profile)
+    python benchmarks/sampling.py --root . --videos 8 --samplers lcm:4 lcm:2 dpmsolver++:25 ddpm:128
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from lfmcdm.data.phantom import load_truth
 from lfmcdm.data.tables import read_videos
 from lfmcdm.eval.motion_area import motion_area_r
 from lfmcdm.layout import Layout
-from lfmcdm.models.pipeline import MCDMPipeline
+from lfmcdm.models.pipeline import DISTILLED_SAMPLER, MCDMPipeline
 from lfmcdm.runtime import resolve_device
 
-SAMPLERS = (("ddpm", 128), ("dpmsolver++", 25), ("ddim", 50))
+SAMPLERS = ("ddpm:128", "dpmsolver++:25", "ddim:50", "lcm:4")  # lcm: the distilled student (skipped without one)
 
 
 def main() -> None:
@@ -33,12 +35,16 @@ def main() -> None:
     parser.add_argument("--root", default=".")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--videos", type=int, default=8)
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), help="sampler:steps, in the order to run")
     args = parser.parse_args()
     root = Path(args.root)
     params = load_params(root / args.params)
     layout = Layout(root)
     device = resolve_device(params.train)
-    pipe = MCDMPipeline.from_pretrained(layout.models, device=device)
+    pipes = {"mcdm": MCDMPipeline.from_pretrained(layout.models, device=device)}
+    if layout.model_dir("distill").is_dir():
+        pipes["distill"] = MCDMPipeline.from_pretrained(layout.models, device=device, model="distill")
+    pipe = pipes["mcdm"]
     motion = layout.read_motion_bank().vectors
     truth = load_truth(layout.source_root(params))
     rows = read_videos(layout, ("VAL", "TEST")) + read_videos(layout, ("TRAIN",))
@@ -48,11 +54,16 @@ def main() -> None:
     warm = params.diffusion.motion_eval.model_copy(update={"steps": 2, "videos": 1})  # kernels, allocator: untimed
     motion_area_r(pipe, layout, rows, motion, truth, params.diffusion.model_copy(update={"motion_eval": warm}), clip_fps)
     print("| sampler | steps | seconds | videos/s | motion_area_r |\n|---|---|---|---|---|")
-    for sampler, steps in SAMPLERS:
-        ev = params.diffusion.motion_eval.model_copy(update={"sampler": sampler, "steps": steps, "videos": args.videos})
+    for spec in args.samplers:
+        sampler, steps = spec.split(":")[0], int(spec.split(":")[1])
+        model = "distill" if sampler == DISTILLED_SAMPLER else "mcdm"
+        if model not in pipes:
+            print(f"| {sampler} | {steps} | no models/distill: run `lfmcdm stage distill` | | |")
+            continue
+        ev = params.diffusion.motion_eval.model_copy(update={"sampler": sampler, "steps": int(steps), "videos": args.videos})
         cfg = params.diffusion.model_copy(update={"motion_eval": ev})
         start = time.perf_counter()
-        r, per_video = motion_area_r(pipe, layout, rows, motion, truth, cfg, clip_fps)
+        r, per_video = motion_area_r(pipes[model], layout, rows, motion, truth, cfg, clip_fps)
         elapsed = time.perf_counter() - start
         r_text = f"{r:.3f}" if r is not None else "n/a"
         print(f"| {sampler} | {steps} | {elapsed:.1f} | {args.videos / elapsed:.3f} | {r_text} |")

@@ -90,7 +90,7 @@ def synthesize(
     cohort: str = typer.Option(None, help="Cohort name: data/synthetic/<cohort>/ (default synthesis.cohort)."),
     n: int = typer.Option(None, "--n", help="Number of videos (default synthesis.n_videos)."),
     strategy: str = typer.Option(None, help="reconstruct | cross | ef_targeted."),
-    sampler: str = typer.Option(None, help="dpmsolver++ | ddim | ddpm."),
+    sampler: str = typer.Option(None, help="dpmsolver++ | ddim | ddpm | lcm (the distilled student, 1-4 steps)."),
     steps: int = typer.Option(None, help="Solver steps."),
     guidance: float = typer.Option(None, help="Classifier-free guidance scale."),
     params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),

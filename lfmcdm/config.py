@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from lfmcdm.config_base import Range, Section, SplitFractions, non_empty_path
 from lfmcdm.settings.diffusion import DiffusionConfig, LatentsConfig, VaeConfig
+from lfmcdm.settings.distill import DistillConfig
 from lfmcdm.settings.evaluate import EvaluateConfig
 from lfmcdm.settings.loader import ConfigError, key_lines, load_yaml
 from lfmcdm.settings.mafe import MafeConfig
@@ -102,6 +103,7 @@ class Params(Section):
     vae: VaeConfig = VaeConfig()
     latents: LatentsConfig = LatentsConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
+    distill: DistillConfig = DistillConfig()
     synthesis: SynthesisConfig = SynthesisConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
 

@@ -34,6 +34,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("mafe", "mafe", "lfmcdm-mafe", "train_mafe"),
         ModelSpec("vae", "vae", "lfmcdm-vae", "train_vae"),
         ModelSpec("mcdm", "mcdm", "lfmcdm-mcdm", "train_diffusion"),
+        ModelSpec("distill", "distill", "lfmcdm-mcdm-distilled", "distill"),  # few-step student of mcdm
     ]
 }
 GENERATOR_NAME = "lfmcdm-generator"  # the MLflow pyfunc that bundles all four (stage evaluate)

@@ -31,6 +31,7 @@ METRIC_KEYS = {
     "mafe": {"val_psnr", "val_psnr_average_baseline", "val_ssim", "ef_probe_r2_motion", "ef_probe_r2_appearance"},
     "vae": {"val_psnr", "val_ssim"},
     "diffusion": {"train_loss", "motion_area_r"},
+    "distill": {"train_loss", "student_gap", "untrained_gap", "teacher_few_step_gap", "motion_area_r"},
     "synthesis": {"videos", "privacy_pass_share", "videos_per_s", "videos_shipped", "videos_pseudo_traced"},
 }
 

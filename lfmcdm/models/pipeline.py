@@ -3,7 +3,8 @@
 diffusers-style: ``MCDMPipeline.from_pretrained(models_dir)`` loads ``models/vae`` and
 ``models/mcdm`` (``unet/``, ``conditioner/``, ``scheduler/``, ``mcdm.json``), and ``__call__``
 samples with a solver chosen by name (``ddpm``, ``ddim``, ``dpmsolver++``) with classifier-free
-guidance between the motion context and the learned null token::
+guidance between the motion context and the learned null token; a distilled student (``models/distill``,
+stage ``distill``) samples with ``lcm`` in 1-4 steps, unguided (the teacher's guidance is baked in)::
 
     pipe = MCDMPipeline.from_pretrained("models")      # or MCDMPipeline.from_dirs(mcdm_dir, vae_dir)
     out = pipe(pipe.encode_reference(frames), motions, seeds=[0, 1], sampler="dpmsolver++", steps=25, guidance=2.0)
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
+from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, LCMScheduler,
                        UNetSpatioTemporalConditionModel)
 from tqdm import tqdm
 
@@ -37,6 +38,8 @@ from lfmcdm.models.vae import decode_latents, encode_frames, latent_shape, load_
 META_FILE = "mcdm.json"
 DECODE_BATCH = 64  # frames per VAE decoder call
 WINDOW_STREAM, STEP_NOISE_STREAM = 1, 2  # sub-seed streams of one video's seed
+DISTILLED_SAMPLER = "lcm"  # the few-step sampler of a distilled student (meta["distilled"] set)
+STOCHASTIC = ("ddpm", DISTILLED_SAMPLER)  # samplers that draw fresh noise every step (per-video generators)
 
 
 class ModelMismatchError(ValueError):
@@ -79,7 +82,9 @@ def make_scheduler(name: str, config: dict[str, Any]):
         return DDIMScheduler.from_config(config, clip_sample=False, set_alpha_to_one=True)
     if name == "dpmsolver++":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
-    raise ValueError(f"unknown sampler {name!r}; use ddpm, ddim or dpmsolver++")
+    if name == DISTILLED_SAMPLER:  # the student's saved scheduler config carries its grid and scaling
+        return LCMScheduler.from_config(config)
+    raise ValueError(f"unknown sampler {name!r}; use ddpm, ddim, dpmsolver++ or (a distilled model) lcm")
 
 
 def save_mcdm(model: MCDM, noise_scheduler: DDPMScheduler, meta: dict[str, Any], out: Path) -> None:
@@ -108,9 +113,10 @@ class MCDMPipeline:
         self.meta = meta
 
     @classmethod
-    def from_pretrained(cls, models_dir: str | Path, device: torch.device | str = "cpu") -> "MCDMPipeline":
-        """Load ``<models_dir>/mcdm`` and ``<models_dir>/vae`` (the pipeline's own outputs)."""
-        return cls.from_dirs(Path(models_dir) / MODELS["mcdm"].folder, Path(models_dir) / MODELS["vae"].folder, device)
+    def from_pretrained(cls, models_dir: str | Path, device: torch.device | str = "cpu",
+                        model: str = "mcdm") -> "MCDMPipeline":
+        """Load ``<models_dir>/mcdm`` (``model="distill"``: the few-step student) and ``<models_dir>/vae``."""
+        return cls.from_dirs(Path(models_dir) / MODELS[model].folder, Path(models_dir) / MODELS["vae"].folder, device)
 
     @classmethod
     def from_dirs(cls, mcdm_dir: str | Path, vae_dir: str | Path, device: torch.device | str = "cpu") -> "MCDMPipeline":
@@ -162,6 +168,10 @@ class MCDMPipeline:
         total = n_frames or window
         if total > window and not 0 <= window_overlap < window - 1:
             raise ValueError(f"window_overlap must be in [0, {window - 2}] for {window}-frame windows")
+        if sampler == DISTILLED_SAMPLER:
+            if not self.meta.get("distilled"):
+                raise ValueError("sampler lcm needs the distilled model (models/distill, `lfmcdm stage distill`)")
+            guidance = 1.0  # the student learned the guided teacher; guiding it again would double it
         motion = torch.as_tensor(np.asarray(motion, np.float32))
         run = dict(motion=motion, sampler=sampler, steps=steps, guidance=guidance, progress=progress)
         video = self._sample_window(reference_latents.float(), seeds, min(total, window), **run)
@@ -207,7 +217,7 @@ class MCDMPipeline:
             if guided:
                 uncond, cond = out.chunk(2)
                 out = uncond + guidance * (cond - uncond)
-            kwargs = {"generator": generators} if sampler == "ddpm" else {}
+            kwargs = {"generator": generators} if sampler in STOCHASTIC else {}
             latents = scheduler.step(out, t, latents, **kwargs).prev_sample
         return latents.float().cpu()
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from lfmcdm.config_base import Range, Section, SplitFractions
+from lfmcdm.settings.distill import MAX_SAMPLE_STEPS
 
 Split = Literal["TRAIN", "VAL", "TEST"]
 
@@ -28,7 +29,8 @@ class SynthesisConfig(Section):
     appearance_splits: tuple[Split, ...] = ("VAL", "TEST")
     motion_splits: tuple[Split, ...] = ("TRAIN",)
     ef_range: Range | None = None  # ef_targeted: donors whose EF lies in this range
-    sampler: Literal["dpmsolver++", "ddim", "ddpm"] = "dpmsolver++"
+    sampler: Literal["dpmsolver++", "ddim", "ddpm", "lcm"] = Field(
+        "dpmsolver++", description="lcm: the distilled student (models/distill), 1-4 steps, unguided")
     steps: int = Field(25, gt=0)
     guidance_scale: float = Field(2.0, ge=0)
     n_frames: int | None = Field(None, gt=0, description="None = the model's window; longer = overlapping windows")
@@ -48,6 +50,13 @@ class SynthesisConfig(Section):
     workers: int = Field(1, gt=0, description="shards processed at once (threads) by the stage")
     dask_address: str | None = None  # Prefect cohort flow: scheduler address of a Dask cluster
     shard_retries: int = Field(2, ge=0, description="Prefect cohort flow: retries of a failed shard (idempotent)")
+
+    @model_validator(mode="after")
+    def _few_steps_for_lcm(self) -> "SynthesisConfig":
+        if self.sampler == "lcm" and self.steps > MAX_SAMPLE_STEPS:
+            raise ValueError(f"steps: the lcm sampler (the distilled student) takes 1-{MAX_SAMPLE_STEPS} steps, "
+                             f"got {self.steps}")
+        return self
 
     @field_validator("privacy_heldout_splits")
     @classmethod

@@ -74,15 +74,20 @@ STAGES: dict[str, StageInfo] = {
                   ("seed", "diffusion", "data.target_fps", "data.echonet_root", "phantom.out_dir", "train"),
                   ("data/processed/latents", "data/processed/motion.parquet", *_CLIPS, _PHANTOM_TRUTH, "models/vae"),
                   "diffusion"),
+        StageInfo("distill", "Distil the MCDM into a few-step (1-4) student: synthesis.sampler lcm.",
+                  ("seed", "distill", "diffusion.motion_eval", "data.echonet_root", "phantom.out_dir", "train"),
+                  ("models/mcdm", "models/vae", "data/processed/latents", "data/processed/motion.parquet", *_CLIPS,
+                   _PHANTOM_TRUTH), "distill"),
         StageInfo("synthesize", "Sample a synthetic cohort: videos, FileList.csv, manifest.parquet.",
                   ("seed", "synthesis", "pseudo.phase", "diffusion.motion_eval.cavity", "data.echonet_root", "train"),
-                  ("models/mcdm", "models/vae", "models/reid", "data/processed/motion.parquet", "data/processed/latents",
+                  ("models/mcdm", "models/distill", "models/vae", "models/reid", "data/processed/motion.parquet", "data/processed/latents",
                    "data/interim/reid", "data/interim/videos.parquet"), "synthesis"),
         StageInfo("evaluate", "Evaluate the cohort and write the HTML report.",
                   ("seed", "evaluate", *_SYNTH_KEYS, "pseudo.phase", "diffusion.motion_eval.cavity", "data.echonet_root",
                    "data.target_fps", "data.frame_size", "mafe.bank_times_s", "phantom.out_dir", "train"),
                   ("data/synthetic/${synthesis.cohort}", _PHANTOM_TRUTH, *_CLIPS, "data/interim/reid",
-                   "data/processed/motion.parquet", "models/reid", "models/mafe", "models/mcdm", "models/vae"), "eval"),
+                   "data/processed/motion.parquet", "models/reid", "models/mafe", "models/mcdm", "models/distill", "models/vae"),
+                  "eval"),
     ]
 }
 

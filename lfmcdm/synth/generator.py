@@ -26,7 +26,7 @@ from lfmcdm.data.clips import sha256_file
 from lfmcdm.data.tables import load_array, read_videos
 from lfmcdm.fingerprint import content_version, folder_hash
 from lfmcdm.layout import MODELS, Layout
-from lfmcdm.models.pipeline import MCDMPipeline, check_pair
+from lfmcdm.models.pipeline import DISTILLED_SAMPLER, MCDMPipeline, check_pair
 from lfmcdm.models.reid import embed_frames, load_reid
 from lfmcdm.runtime import configure_threads, resolve_device
 from lfmcdm.synth.plan import SampleSpec
@@ -85,7 +85,8 @@ def _load(root: str, params_json: str) -> RegistryModels:
     layout = Layout(Path(root))
     configure_threads(params.train)  # bit-identical videos need the same torch thread count everywhere
     device = resolve_device(params.train)
-    mcdm_dir, vae_dir, reid_dir = (_model_dir(layout, k) for k in ("mcdm", "vae", "reid"))
+    generator = "distill" if params.synthesis.sampler == DISTILLED_SAMPLER else "mcdm"  # lcm: the few-step student
+    mcdm_dir, vae_dir, reid_dir = (_model_dir(layout, k) for k in (generator, "vae", "reid"))
     check_pair(mcdm_dir, vae_dir)
     bank = layout.read_motion_bank()
     return RegistryModels(

@@ -106,6 +106,9 @@ def publish_generator(params: Params, layout: Layout, metrics: dict[str, Any]) -
     import mlflow
 
     dirs = {k: layout.model_dir(k) for k in ("mcdm", "vae", "mafe", "reid")}
+    if layout.model_dir("distill").is_dir():  # the few-step student, for sampler lcm
+        dirs["distill"] = layout.model_dir("distill")
+        check_pair(dirs["distill"], dirs["vae"])
     check_pair(dirs["mcdm"], dirs["vae"])  # never register an inconsistent set
     check_mafe(dirs["mcdm"], dirs["mafe"])
     with tempfile.TemporaryDirectory(prefix="lfmcdm-generator-") as tmp:

@@ -59,6 +59,8 @@ class GeneratorModel(PythonModel):
 
         self.device = resolve_device(TrainConfig(device=self.settings.get("device", "auto")))
         self.pipe = MCDMPipeline.from_dirs(art["mcdm"], art["vae"], device=self.device)
+        self.student = (MCDMPipeline.from_dirs(art["distill"], art["vae"], device=self.device)  # sampler lcm
+                        if "distill" in art else None)
         self.mafe = load_mafe(art["mafe"], self.device)
         self.reid = load_reid(art["reid"], self.device)
         self.phase = PhaseConfig.model_validate(self.settings["phase"])
@@ -89,6 +91,7 @@ class GeneratorModel(PythonModel):
     def _one(self, appearance: str, motion: str, seed: int, sampling: dict[str, Any]) -> dict[str, Any]:
         from lfmcdm.data.phase import estimate_phase
         from lfmcdm.models.motion_vectors import motion_trajectories, trajectory_pairs
+        from lfmcdm.models.pipeline import DISTILLED_SAMPLER
         from lfmcdm.models.reid import embed_frames
 
         fps = float(self.settings["clip_fps"])
@@ -103,7 +106,11 @@ class GeneratorModel(PythonModel):
             raise ValueError(f"lfmcdm-generator: no label-free ED/ES in the motion video {motion}: {phase.status}")
         pairs = trajectory_pairs(beat, phase.ed, phase.es, fps, self.settings["bank_times_s"])
         vector = motion_trajectories(self.mafe, [pairs], 1, len(pairs), self.device)
-        video = self.pipe(reference, vector, seeds=[seed], sampler=str(sampling["sampler"]),
+        sampler = str(sampling["sampler"])
+        pipe = self.student if sampler == DISTILLED_SAMPLER else self.pipe
+        if pipe is None:
+            raise ValueError("lfmcdm-generator: sampler lcm needs the distilled student; this version bundles none")
+        video = pipe(reference, vector, seeds=[seed], sampler=sampler,
                           steps=int(sampling["steps"]), guidance=float(sampling["guidance_scale"])).frames[0]
         score = self.privacy.score(embed_frames(self.reid, video))
         return {"video": video, "fps": float(self.pipe.meta["fps"]), "reference_frame": int(ed or 0),

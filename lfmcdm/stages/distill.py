@@ -1,0 +1,113 @@
+"""Stage ``distill``: distil the trained MCDM into a student that samples in 1-4 steps (``synthesis.sampler: lcm``).
+
+Inputs: ``models/mcdm`` (the teacher), ``models/vae``, cached latents and the motion bank (the teacher's
+training windows). Outputs: ``models/distill/`` (the MCDM folder layout: ``unet/``, ``conditioner/``,
+``scheduler/`` = an ``LCMScheduler`` config, ``mcdm.json`` with ``distilled`` set), MLflow model
+``lfmcdm-mcdm-distilled`` (a new version every run) and ``metrics/distill.json``: train_loss, the
+student's and the teacher's few-step latent distance to the teacher's DPM-Solver++ reference
+(``student_gap``, ``untrained_gap``, ``teacher_few_step_gap``) and motion_area_r of the student (phantom only).
+Resumable from ``checkpoints/distill/``; runs under ``accelerate launch`` like ``train_diffusion``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import torch
+from accelerate import PartialState
+
+from lfmcdm import tracking
+from lfmcdm.data.phantom import load_truth
+from lfmcdm.data.tables import read_videos
+from lfmcdm.data.video_windows import LatentWindows
+from lfmcdm.eval.motion_area import motion_area_r
+from lfmcdm.fingerprint import folder_hash
+from lfmcdm.layout import MODELS
+from lfmcdm.models.pipeline import DISTILLED_SAMPLER, MCDMPipeline, save_mcdm
+from lfmcdm.runtime import resolve_device, seed_everything
+from lfmcdm.train.accel import fingerprint
+from lfmcdm.train.distill import distill_mcdm, lcm_scheduler
+
+
+def run(ctx) -> dict:
+    params, layout = ctx.params, ctx.layout
+    cfg, dcfg = params.distill, params.diffusion
+    teacher_pipe = MCDMPipeline.from_pretrained(layout.models)  # raises a clear error without a trained MCDM
+    meta = teacher_pipe.meta
+    bank = layout.read_motion_bank()
+    rows = read_videos(layout, ("TRAIN",))
+    # the teacher's own windows (its recorded settings, which may differ from today's params.yaml)
+    train = LatentWindows.from_rows(layout.latents, rows, bank.vectors, float(meta["clip_fps"]), float(meta["fps"]),
+                                    int(meta["n_frames"]), meta["reference"], meta["window_start"])
+    teacher_hash = folder_hash(layout.model_dir("mcdm"))
+    data_key = fingerprint({"videos": train.names, "motion": hashlib.sha256(train.motions).hexdigest()})
+    seed_everything(params.seed)
+    result = distill_mcdm(cfg, params.train, teacher_pipe.model, teacher_pipe.scheduler_config, meta, train,
+                          layout.checkpoints / "distill", params.seed, teacher_hash, data_key, progress=ctx.progress)
+    state = PartialState()
+    if not state.is_main_process:  # rank 0 alone saves, measures, tracks and registers
+        return {}
+    out = layout.model_dir("distill")
+    sched = lcm_scheduler(teacher_pipe.scheduler_config, cfg)
+    distilled = {"method": "latent consistency distillation", "teacher_hash": teacher_hash, "step": result.end_step,
+                 "teacher_guidance": cfg.teacher_guidance, "ddim_timesteps": cfg.ddim_timesteps,
+                 "sample_steps": cfg.sample_steps, "processes": state.num_processes}
+    save_mcdm(result.model, sched, {**meta, "distilled": distilled, "train_loss": result.loss}, out)
+
+    device = resolve_device(params.train)
+    student = MCDMPipeline.from_pretrained(layout.models, device, model="distill")
+    val = LatentWindows.from_rows(layout.latents, read_videos(layout, ("VAL", "TEST")), bank.vectors,
+                                  float(meta["clip_fps"]), float(meta["fps"]), int(meta["n_frames"]), meta["reference"],
+                                  meta["window_start"])
+    metrics = {"train_loss": result.loss, **gaps(teacher_pipe.to(device), student, val, cfg, params, sched.config)}
+    truth = load_truth(layout.source_root(params)) if params.data.echonet_root is None else {}
+    r = None
+    if truth:
+        ev = dcfg.motion_eval.model_copy(update={"sampler": DISTILLED_SAMPLER, "steps": cfg.sample_steps,
+                                                 "guidance": 1.0})
+        r, _ = motion_area_r(student, layout, read_videos(layout, ("VAL", "TEST")), bank.vectors, truth,
+                             dcfg.model_copy(update={"motion_eval": ev, "n_frames": int(meta["n_frames"]),
+                                                     "fps": float(meta["fps"])}), float(meta["clip_fps"]))
+    metrics["motion_area_r"] = r
+    version = tracking.register_model(MODELS["distill"].registry_name, out, aliases=())
+    print(f"distill: steps {result.start_step}->{result.end_step}, train_loss {_fmt(result.loss)}, "
+          + ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items() if k != "train_loss")
+          + (f", registered v{version}" if version else ""))
+    return metrics
+
+
+@torch.no_grad()
+def gaps(teacher: MCDMPipeline, student: MCDMPipeline, val: LatentWindows, cfg, params, lcm_config: dict
+         ) -> dict[str, float | None]:
+    """Mean squared latent distance to the teacher's DPM-Solver++ (``teacher_steps``, guided) videos, same
+    references, motions and seeds: of the student (``lcm``, ``sample_steps``), of the undistilled teacher
+    weights sampled the same way (``untrained_gap``: what distillation starts from) and of the teacher's own
+    DPM-Solver++ at ``sample_steps`` (``teacher_few_step_gap``: the few-step baseline to beat)."""
+    if not len(val):
+        return {"student_gap": None, "untrained_gap": None, "teacher_few_step_gap": None}
+    batch = val.fixed(cfg.eval_videos)
+    refs, motion = batch["reference"], batch["motion"].numpy()
+    seeds = [params.diffusion.motion_eval.seed + i for i in range(len(refs))]
+    guidance = cfg.teacher_guidance
+
+    def latents(pipe: MCDMPipeline, sampler: str, steps: int) -> torch.Tensor:
+        return pipe(refs, motion, seeds=seeds, sampler=sampler, steps=steps, guidance=guidance,
+                    output_type="latent").latents
+
+    reference = latents(teacher, "dpmsolver++", cfg.teacher_steps)
+    as_student = MCDMPipeline(teacher.model.unet, teacher.model.conditioner, teacher.vae, lcm_config,
+                              {**teacher.meta, "distilled": {"untrained": True}})
+    mask = batch["mask"][:, :, None, None, None].float()
+
+    def gap(x: torch.Tensor) -> float:
+        return float((((x - reference) ** 2) * mask).sum() / (mask.sum() * np.prod(x.shape[2:])))
+
+    return {"student_gap": gap(latents(student, DISTILLED_SAMPLER, cfg.sample_steps)),
+            "untrained_gap": gap(latents(as_student, DISTILLED_SAMPLER, cfg.sample_steps)),
+            "teacher_few_step_gap": gap(latents(teacher, "dpmsolver++", cfg.sample_steps))}
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
