@@ -1,4 +1,4 @@
-"""Training beyond one process: ``accelerate launch --cpu --num_processes 2`` (gloo) on the toy pipeline.
+"""Training beyond one process: ``accelerate launch --multi_gpu --num_processes 2`` on CPU (gloo) on the toy pipeline.
 
 The trainers are run as a user would run them on several GPUs, just on CPU: both processes train on
 their own batches, rank 0 alone checkpoints, tracks to MLflow and registers, and the checkpoint resumes
@@ -19,7 +19,8 @@ from tests.conftest import PIPELINE, make_project, run_ok, subprocess_env
 
 INPUTS = ("data/raw/phantom", "data/interim", "data/processed", "models/vae")
 DIFFUSION = {**PIPELINE["diffusion"], "steps": 4, "checkpoint_every": 2}
-THREADS = {"torch_threads": 1}  # two processes share the CI machine's cores
+# on CPU (gloo), even on a GPU machine; one thread each: two processes share the CI machine's cores
+THREADS = {"device": "cpu", "torch_threads": 1}
 
 
 def _port() -> int:
@@ -39,7 +40,9 @@ def _project(dvc_project: Path, root: Path, overrides: dict) -> Path:
 def _launch(root: Path, stage: str, processes: int) -> str:
     cmd = ["lfmcdm", "stage", stage, "--root", str(root), "--params", str(root / "params.yaml"), "--no-progress"]
     if processes > 1:
-        cmd = ["accelerate", "launch", "--cpu", "--num_processes", str(processes), "--num_machines", "1",
+        # `--cpu` would start one process (accelerate's multi-CPU launch wants an MPI hostfile); the torchrun
+        # launcher behind --multi_gpu starts N, and train.device cpu makes the Accelerator use gloo on CPU
+        cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_port()),
                "-m", "lfmcdm.cli", *cmd[1:]]
     env = subprocess_env()
