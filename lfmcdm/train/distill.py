@@ -56,7 +56,7 @@ class DDIMGrid:
         self.alpha_prev = torch.where(prev >= 0, alphas_cumprod[prev.clamp_min(0)], alphas_cumprod[0])
 
     def step(self, x0: torch.Tensor, eps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        a = _bcast(self.alpha_prev[index], x0)
+        a = _bcast(self.alpha_prev[index.cpu()], x0)
         return a.sqrt() * x0 + (1 - a).sqrt() * eps
 
 
