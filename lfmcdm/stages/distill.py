@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import math
 
-import numpy as np
-import torch
 from accelerate import PartialState
 
 from lfmcdm import tracking
 from lfmcdm.data.phantom import load_truth
 from lfmcdm.data.tables import read_videos
 from lfmcdm.data.video_windows import LatentWindows
+from lfmcdm.eval.few_step import teacher_gaps
 from lfmcdm.eval.motion_area import motion_area_r
 from lfmcdm.fingerprint import folder_hash
 from lfmcdm.layout import MODELS
@@ -61,7 +60,8 @@ def run(ctx) -> dict:
     val = LatentWindows.from_rows(layout.latents, read_videos(layout, ("VAL", "TEST")), bank.vectors,
                                   float(meta["clip_fps"]), float(meta["fps"]), int(meta["n_frames"]), meta["reference"],
                                   meta["window_start"])
-    metrics = {"train_loss": result.loss, **gaps(teacher_pipe.to(device), student, val, cfg, params, sched.config)}
+    gaps = teacher_gaps(teacher_pipe.to(device), student, val, cfg, dcfg.motion_eval.seed, sched.config)
+    metrics = {"train_loss": result.loss, **gaps}
     truth = load_truth(layout.source_root(params)) if params.data.echonet_root is None else {}
     r = None
     if truth:
@@ -76,37 +76,6 @@ def run(ctx) -> dict:
           + ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items() if k != "train_loss")
           + (f", registered v{version}" if version else ""))
     return metrics
-
-
-@torch.no_grad()
-def gaps(teacher: MCDMPipeline, student: MCDMPipeline, val: LatentWindows, cfg, params, lcm_config: dict
-         ) -> dict[str, float | None]:
-    """Mean squared latent distance to the teacher's DPM-Solver++ (``teacher_steps``, guided) videos, same
-    references, motions and seeds: of the student (``lcm``, ``sample_steps``), of the undistilled teacher
-    weights sampled the same way (``untrained_gap``: what distillation starts from) and of the teacher's own
-    DPM-Solver++ at ``sample_steps`` (``teacher_few_step_gap``: the few-step baseline to beat)."""
-    if not len(val):
-        return {"student_gap": None, "untrained_gap": None, "teacher_few_step_gap": None}
-    batch = val.fixed(cfg.eval_videos)
-    refs, motion = batch["reference"], batch["motion"].numpy()
-    seeds = [params.diffusion.motion_eval.seed + i for i in range(len(refs))]
-    guidance = cfg.teacher_guidance
-
-    def latents(pipe: MCDMPipeline, sampler: str, steps: int) -> torch.Tensor:
-        return pipe(refs, motion, seeds=seeds, sampler=sampler, steps=steps, guidance=guidance,
-                    output_type="latent").latents
-
-    reference = latents(teacher, "dpmsolver++", cfg.teacher_steps)
-    as_student = MCDMPipeline(teacher.model.unet, teacher.model.conditioner, teacher.vae, lcm_config,
-                              {**teacher.meta, "distilled": {"untrained": True}})
-    mask = batch["mask"][:, :, None, None, None].float()
-
-    def gap(x: torch.Tensor) -> float:
-        return float((((x - reference) ** 2) * mask).sum() / (mask.sum() * np.prod(x.shape[2:])))
-
-    return {"student_gap": gap(latents(student, DISTILLED_SAMPLER, cfg.sample_steps)),
-            "untrained_gap": gap(latents(as_student, DISTILLED_SAMPLER, cfg.sample_steps)),
-            "teacher_few_step_gap": gap(latents(teacher, "dpmsolver++", cfg.sample_steps))}
 
 
 def _fmt(value: float | None) -> str:
