@@ -94,6 +94,9 @@ def estimate_phase(clip: np.ndarray, fps: float, cfg: PhaseConfig | None = None)
     best = nearer[0] if nearer else min(found, key=lambda c: c["systole"])
     gap = groups.gap(best["sign"])
     confidence, reason = phase_confidence(best["signal"], best["beats"], best["period"], gap, groups.why, cfg)
+    if cfg.es_refine_frames:  # after the choice of chambers and the confidence, which it must not sway
+        apical = _smooth1d(blood @ groups.weights(best["sign"], 0.0, cfg.es_refine_basal_exclude), cfg.temporal_sigma)
+        best["beats"], best["ess"] = refine_es(apical, best["beats"], best["ess"], cfg.es_refine_frames)
     fields = dict(beats=tuple(best["beats"]), eds=tuple(best["eds"]), ess=tuple(best["ess"]),
                   confidence=confidence, ventricle_mask=best["mask"])
     if confidence < cfg.min_confidence:
@@ -126,9 +129,6 @@ def _orient(blood: np.ndarray, shape: tuple[int, int], sector: np.ndarray, group
     signal = _smooth1d(blood @ weights, cfg.temporal_sigma)
     period = estimate_period(signal, fps, cfg)
     beats, eds, ess = find_beats(signal, period, fps, cfg)
-    if cfg.es_refine_frames:
-        apical = _smooth1d(blood @ groups.weights(sign, 0.0, cfg.es_refine_basal_exclude), cfg.temporal_sigma)
-        beats, ess = refine_es(apical, beats, ess, cfg.es_refine_frames)
     cycle = period if period is not None else float(len(signal))
     systole = float(np.median([(es - ed) / cycle for ed, es in beats])) if beats else np.inf
     mask = np.zeros(shape, bool)
@@ -393,8 +393,9 @@ def refine_es(apical: np.ndarray, beats: list[tuple[int, int]], ess: list[int], 
         lo = max(0, es - reach)  # both biases run late: look back only
         return lo + int(np.argmin(apical[lo : es + 1]))
 
-    new_beats = [(ed, moved(es)) for ed, es in beats]
-    return [(ed, es) for ed, es in new_beats if es > ed], sorted({moved(es) for es in ess})
+    new_beats = [(ed, moved(es) if moved(es) > ed else es) for ed, es in beats]
+    paired = {es: new for (_, es), (_, new) in zip(beats, new_beats)}
+    return new_beats, sorted({paired.get(es, moved(es)) for es in ess})
 
 
 def strongest_beat(signal: np.ndarray, beats: list[tuple[int, int]]) -> tuple[int, int]:
