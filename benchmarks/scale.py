@@ -53,7 +53,7 @@ def overrides(args: argparse.Namespace, n_videos: int) -> dict:
     threads ran train_vae ~20x slower)."""
     reid = {"steps": args.reid_steps} if args.reid_steps else {}
     return {
-        "phantom": {"n_videos": n_videos, "n_frames": {"low": args.frames[0], "high": args.frames[1]},
+        "phantom": {"n_videos": min(n_videos, args.unique or n_videos), "n_frames": {"low": args.frames[0], "high": args.frames[1]},
                     "workers": args.workers},
         "data": {"workers": args.workers},
         "pseudo": {"flow": {"workers": args.workers}, "reid": reid},
@@ -63,14 +63,14 @@ def overrides(args: argparse.Namespace, n_videos: int) -> dict:
     }
 
 
-def make_project(root: Path, params: dict) -> Path:
+def make_project(root: Path, params: dict, stages: tuple[str, ...] = STAGES) -> Path:
     from lfmcdm.config import _deep_merge
 
     root.mkdir(parents=True)
     for name in ("lfmcdm", "flows"):
         (root / name).symlink_to(REPO / name)
     pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    pipeline = {"stages": {k: v for k, v in pipeline["stages"].items() if k in STAGES}}
+    pipeline = {"stages": {k: v for k, v in pipeline["stages"].items() if k in stages}}
     (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     merged = _deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), params, "scale")
     (root / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
@@ -87,7 +87,11 @@ def env() -> dict[str, str]:
 
 
 def run(cmd: list[str], cwd: Path) -> dict:
-    """Run ``cmd``; wall seconds, peak RSS of its process tree (sum, sampled) and of its largest process."""
+    """Run ``cmd``; wall and CPU seconds (all its processes: on a shared machine CPU time is the steadier
+    number), peak RSS of its process tree (sum, sampled) and of its largest process."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = {"tree": 0, "single": 0}
@@ -111,10 +115,12 @@ def run(cmd: list[str], cwd: Path) -> dict:
     watcher.start()
     output = proc.communicate()[0]
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
     watcher.join()
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-4000:]}")
-    return {"seconds": wall, "peak_tree_mb": peak["tree"] / 2**20, "peak_process_mb": peak["single"] / 2**20,
+    return {"seconds": wall, "cpu_seconds": cpu, "peak_tree_mb": peak["tree"] / 2**20, "peak_process_mb": peak["single"] / 2**20,
             "output": output}
 
 
@@ -127,14 +133,62 @@ def disk(root: Path) -> dict[str, dict]:
     return out
 
 
-def pipeline(root: Path) -> dict:
+def replicate(folder: Path, n_videos: int) -> float:
+    """Grow a phantom folder to ``n_videos`` with copies of its videos under new names (seconds taken).
+
+    A copy is remuxed, not re-encoded: the same frames (so the same truth), but its own bytes (a
+    metadata comment), so DVC's content-addressed cache stores it apart like a real video. For runs
+    where rendering every phantom (~1 s each on one core) would take longer than the pipeline.
+    """
+    import csv
+    import hashlib
+
+    import av
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    with open(folder / "FileList.csv", newline="") as f:
+        filelist = list(csv.reader(f))
+    with open(folder / "VolumeTracings.csv", newline="") as f:
+        tracings = list(csv.reader(f))
+    truth = pq.read_table(folder / "truth.parquet").to_pylist()
+    header, rows = filelist[0], filelist[1:]
+    by_video = {}
+    for line in tracings[1:]:
+        by_video.setdefault(line[0], []).append(line)
+    extra_rows, extra_lines, extra_truth = [], [], []
+    for i in range(n_videos - len(rows)):
+        row, facts = rows[i % len(rows)], truth[i % len(rows)]
+        name = "0X" + hashlib.sha256(f"{row[0]}:{i}".encode()).hexdigest()[:16].upper()
+        with av.open(str(folder / "Videos" / f"{row[0]}.avi")) as src, \
+                av.open(str(folder / "Videos" / f"{name}.avi"), "w", format="avi") as dst:
+            dst.metadata["comment"] = f"copy {i} of {row[0]}"
+            stream = dst.add_stream_from_template(src.streams.video[0])
+            for packet in src.demux(src.streams.video[0]):
+                if packet.dts is not None:
+                    packet.stream = stream
+                    dst.mux(packet)
+        extra_rows.append([name, *row[1:]])
+        extra_lines += [[f"{name}.avi", *line[1:]] for line in by_video.get(f"{row[0]}.avi", [])]
+        extra_truth.append({**facts, "name": name})
+    for path, table in (("FileList.csv", [header, *rows, *extra_rows]), ("VolumeTracings.csv", tracings + extra_lines)):
+        with open(folder / path, "w", newline="") as f:
+            csv.writer(f).writerows(table)
+    pq.write_table(pa.Table.from_pylist(truth + extra_truth), folder / "truth.parquet")
+    return time.perf_counter() - start
+
+
+def pipeline(root: Path, n_videos: int, stages: tuple[str, ...] = STAGES) -> dict:
     """Every stage by the CLI, then ``dvc commit`` of it; then no-op ``dvc status`` / ``dvc repro``."""
     result = {}
-    for stage in STAGES:
+    for stage in stages:
         print(f"  {root.name}: {stage} ...", flush=True)
         ran = run(["lfmcdm", "stage", stage], root)
         (root / "logs").mkdir(exist_ok=True)
         (root / "logs" / f"{stage}.log").write_text(ran["output"])
+        if stage == "phantom":
+            result["replicate_seconds"] = replicate(root / "data/raw/phantom", n_videos)
         commit = run(["dvc", "commit", "-f", "-q", stage], root)
         result[stage] = {k: v for k, v in ran.items() if k != "output"}
         result[stage]["dvc_commit_seconds"] = commit["seconds"]
@@ -199,15 +253,19 @@ def reference(videos: Path) -> dict:
     return out
 
 
-def steady(big: dict, small: dict, n_big: int, n_small: int) -> dict:
+def steady(big: dict, small: dict, n_big: int, n_small: int, unique_big: int, unique_small: int) -> dict:
     """Steady-state videos/s and fixed start-up of each stage from the two project sizes."""
     out = {}
-    for stage in (*MEASURED, "phantom"):
+    for stage in [s for s in (*MEASURED, "phantom") if s in big]:
         t_big, t_small = big[stage]["seconds"], small[stage]["seconds"]
-        rate = (n_big - n_small) / (t_big - t_small) if t_big > t_small else None
-        startup = max(0.0, t_small - n_small / rate) if rate else None
-        out[stage] = {"videos_per_s": rate, "startup_s": startup, "wall_s": t_big, "overall_videos_per_s": n_big / t_big,
+        # the phantom stage renders only the unique videos
+        nb, ns = (unique_big, unique_small) if stage == "phantom" else (n_big, n_small)
+        rate = (nb - ns) / (t_big - t_small) if t_big > t_small else None
+        startup = max(0.0, t_small - ns / rate) if rate else None
+        out[stage] = {"videos_per_s": rate, "startup_s": startup, "wall_s": t_big, "overall_videos_per_s": nb / t_big,
                       "dvc_commit_s": big[stage]["dvc_commit_seconds"],
+                      "cpu_ms_per_video": (big[stage]["cpu_seconds"] - small[stage]["cpu_seconds"]) / (nb - ns) * 1000
+                      if nb > ns else None,
                       "peak_tree_mb": big[stage]["peak_tree_mb"], "peak_tree_mb_small": small[stage]["peak_tree_mb"],
                       "peak_process_mb": big[stage]["peak_process_mb"]}
     return out
@@ -216,7 +274,7 @@ def steady(big: dict, small: dict, n_big: int, n_small: int) -> dict:
 def projection(rates: dict, cores: int, measured_cores: int) -> dict:
     """Seconds for EchoNet-Dynamic's 10,030 videos: start-up + videos / (rate * cores / measured cores)."""
     out = {}
-    for stage in MEASURED:
+    for stage in [s for s in MEASURED if s in rates]:
         r = rates[stage]
         if r["videos_per_s"]:
             out[stage] = r["startup_s"] + ECHONET_VIDEOS / (r["videos_per_s"] * cores / measured_cores)
@@ -229,13 +287,14 @@ def markdown(report: dict) -> str:
     lines = [f"N = {n} phantom videos ({report['frames'][0]}-{report['frames'][1]} frames, mean "
              f"{report['mean_frames']:.0f}); small project {report['small_videos']} videos; {report['cores']} cores; "
              f"{report['date']}; load average at start {report['load_at_start']}.", "",
-             "| stage | steady videos/s | fixed start-up (s) | wall at N (s) | overall videos/s | dvc commit (s) "
-             "| peak RSS tree at N / small (MB) | largest process (MB) |", "|---|---|---|---|---|---|---|---|"]
-    for stage in ("phantom", *MEASURED):
+             "| stage | steady videos/s | fixed start-up (s) | CPU ms / video | wall at N (s) | overall videos/s "
+             "| dvc commit (s) | peak RSS tree at N / small (MB) | largest process (MB) |", "|---|---|---|---|---|---|---|---|---|"]
+    for stage in [s for s in ("phantom", *MEASURED) if s in rates]:
         r = rates[stage]
         rate = f"{r['videos_per_s']:.1f}" if r["videos_per_s"] else "-"
         start = f"{r['startup_s']:.1f}" if r["startup_s"] is not None else "-"
-        lines.append(f"| {stage} | {rate} | {start} | {r['wall_s']:.1f} | {r['overall_videos_per_s']:.1f} | "
+        cpu = f"{r['cpu_ms_per_video']:.0f}" if r.get("cpu_ms_per_video") else "-"
+        lines.append(f"| {stage} | {rate} | {start} | {cpu} | {r['wall_s']:.1f} | {r['overall_videos_per_s']:.1f} | "
                      f"{r['dvc_commit_s']:.1f} | {r['peak_tree_mb']:.0f} / {r['peak_tree_mb_small']:.0f} | "
                      f"{r['peak_process_mb']:.0f} |")
     lines += ["", "| reference, one process | videos/s | CPU s / video | peak RSS (MB) |", "|---|---|---|---|"]
@@ -244,7 +303,12 @@ def markdown(report: dict) -> str:
                      f"{r['peak_rss_mb']:.0f} |")
     ingest = rates["ingest"]["videos_per_s"] or 0.0
     lines += ["", f"ingest steady state / OpenCV loop: **{ingest / ref['opencv_loadvideo']['videos_per_s']:.2f}x** "
-              f"(whole stage incl. start-up: {rates['ingest']['overall_videos_per_s'] / ref['opencv_loadvideo']['videos_per_s']:.2f}x)", ""]
+              f"(whole stage incl. start-up: {rates['ingest']['overall_videos_per_s'] / ref['opencv_loadvideo']['videos_per_s']:.2f}x)"]
+    if rates["ingest"].get("cpu_ms_per_video"):  # load-independent: CPU time per video, ingest on all cores
+        opencv_ms = ref["opencv_loadvideo"]["cpu_seconds"] / ref["opencv_loadvideo"]["videos"] * 1000
+        lines.append(f"by CPU time per video (ingest on {report['cores']} dedicated cores vs the loop on one): "
+                     f"**{report['cores'] * opencv_ms / rates['ingest']['cpu_ms_per_video']:.2f}x**")
+    lines.append("")
     big = report["big"]
     lines += [f"no-op `dvc status`: {', '.join(f'{t:.1f}' for t in big['dvc_status_noop_seconds'])} s; no-op `dvc repro`: "
               f"{', '.join(f'{t:.1f}' for t in big['dvc_repro_noop_seconds'])} s", "",
@@ -253,7 +317,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {label} | {d['bytes'] / n / 2**20:.3f} | {d['files']} |")
     lines += ["", f"Projection to {ECHONET_VIDEOS:,} videos (start-up + videos / rate; rate x cores / {report['cores']}):",
               "", "| stage | 2 cores (min) | 16 cores (min) |", "|---|---|---|"]
-    for stage in (*MEASURED, "total"):
+    for stage in [s for s in (*MEASURED, "total") if s in report["projection"]["2"]]:
         lines.append(f"| {stage} | {report['projection']['2'][stage] / 60:.1f} | {report['projection']['16'][stage] / 60:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -265,6 +329,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs=2, default=(112, 240), metavar=("LOW", "HIGH"),
                         help="frames per video, uniform (EchoNet-Dynamic: ~175 on average at ~50 fps)")
     parser.add_argument("--vae-steps", type=int, default=20, help="train_vae steps (cache_latents only needs a VAE)")
+    parser.add_argument("--until", choices=STAGES, default=STAGES[-1], help="last stage run")
+    parser.add_argument("--unique", type=int, help="render only this many phantoms; the rest are copies (replicate())")
     parser.add_argument("--reid-steps", type=int, help="pseudo.reid.steps (default: params.yaml's)")
     parser.add_argument("--torch-threads", type=int, default=1, help="train.torch_threads")
     parser.add_argument("--workers", type=int, default=0, help="data.workers etc. (0 = one per core)")
@@ -286,10 +352,14 @@ def main() -> None:
               "load_at_start": [round(x, 2) for x in os.getloadavg()]}
     try:
         for label, n in (("small", args.small), ("big", args.videos)):
-            project = make_project(root / label, overrides(args, n))
-            report[label] = pipeline(project)
+            stages = STAGES[: STAGES.index(args.until) + 1]
+            project = make_project(root / label, overrides(args, n), stages)
+            report[label] = pipeline(project, n, stages)
         report["reference"] = reference(root / "big/data/raw/phantom/Videos")
-        report["steady"] = steady(report["big"], report["small"], args.videos, args.small)
+        u = args.unique or args.videos
+        report["steady"] = steady(report["big"], report["small"], args.videos, args.small, min(u, args.videos),
+                                  min(u, args.small))
+        report["unique_videos"] = min(u, args.videos)
         report["projection"] = {str(c): projection(report["steady"], c, report["cores"]) for c in (2, 16)}
         report["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
