@@ -163,9 +163,11 @@ def find_sector(clip: np.ndarray, cfg: PhaseConfig) -> tuple[np.ndarray, tuple[f
 
 
 def smoothed_frames(clip: np.ndarray, sigma: float) -> np.ndarray:
-    frames = np.asarray(clip, dtype=np.float32)
+    """float32 frames, each blurred by ``sigma`` px (in place: no per-frame copies to stack)."""
+    frames = np.array(clip, dtype=np.float32)
     if sigma > 0:
-        frames = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in frames])
+        for frame in frames:
+            cv2.GaussianBlur(frame, (0, 0), sigma, dst=frame)
     return frames
 
 
