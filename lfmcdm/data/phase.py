@@ -20,6 +20,8 @@ follow the atria, putting ED at ES. Here:
    at ED, so its maxima are ED and the minimum after each is ES; edge beats count too. The
    ventricles' base is left out (``basal_exclude``): the opening valve leaflets swing in there right
    after ES and hold its dark area low while the ventricle refills, which puts the minimum late.
+   Then each ES moves back (at most ``es_refine_frames``) to the minimum of the ventricles' apical
+   blood area, which neither the leaflets nor the atria (peaking as the mitral valve opens) reach.
 5. **Confidence.** Periodicity, beat-to-beat consistency, whether systole is the shorter part of
    the cycle (a swapped ED/ES makes it the longer one) and whether the chosen ventricles really lie
    above the anti-phase chambers. Below ``min_confidence`` the clip is flagged with the weakest reason: never a
@@ -387,9 +389,9 @@ def refine_es(apical: np.ndarray, beats: list[tuple[int, int]], ess: list[int], 
 
     The beats are found on the whole signal (robust: every moving chamber votes), but its minimum
     runs late: the atria peak as the mitral valve opens (after an isovolumic pause in a real heart)
-    and opening leaflets fill the ventricles' base. The apex sees neither. (On 200 held-out A4C
-    phantoms ES within 2 frames rose from 0.933 to 0.975; the apical signal alone finds beats less
-    reliably, so it only places them.)
+    and opening leaflets fill the ventricles' base. The apex sees neither. (On a fresh set of 200 A4C
+    phantoms ES within 2 frames rose from 0.946 to 0.967, docs/benchmarks.md; the apical signal alone
+    finds beats less reliably, so it only places them.)
     """
     def moved(es: int) -> int:
         lo = max(0, es - reach)  # both biases run late: look back only
