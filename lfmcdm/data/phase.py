@@ -397,9 +397,10 @@ def refine_es(apical: np.ndarray, beats: list[tuple[int, int]], ess: list[int], 
         lo = max(0, es - reach)  # both biases run late: look back only
         return lo + int(np.argmin(apical[lo : es + 1]))
 
-    new_beats = [(ed, moved(es) if moved(es) > ed else es) for ed, es in beats]
-    paired = {es: new for (_, es), (_, new) in zip(beats, new_beats)}
-    return new_beats, sorted({paired.get(es, moved(es)) for es in ess})
+    shift = {es: moved(es) for es in {*ess, *(es for _, es in beats)}}
+    ed_of = {es: ed for ed, es in beats}  # an ES never moves to or before its own beat's ED
+    placed = {es: new if new > ed_of.get(es, -1) else es for es, new in shift.items()}
+    return [(ed, placed[es]) for ed, es in beats], sorted({placed[es] for es in ess})
 
 
 def strongest_beat(signal: np.ndarray, beats: list[tuple[int, int]]) -> tuple[int, int]:
