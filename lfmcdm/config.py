@@ -46,6 +46,7 @@ class PhantomConfig(Section):
     gain: Range = Range(low=0.8, high=1.2)
     splits: SplitFractions = SplitFractions()
     out_dir: str = "data/raw/phantom"
+    workers: int = Field(0, ge=0, description="processes rendering videos; 0 = one per CPU core (same files either way)")
     a4c: A4cConfig = A4cConfig()
 
     @field_validator("out_dir")

@@ -43,6 +43,23 @@ def _die_with(parent: int) -> None:
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
+def _worker_init(parent: int, threads: int) -> None:
+    """Worker initializer: die with the parent, and keep native thread pools within this worker's share of cores.
+
+    Every worker of a pool the size of the machine otherwise starts one BLAS/OpenMP and one OpenCV thread
+    per core: on 2 cores, two workers' spinning BLAS threads made ingest's phase estimate 40x slower
+    (1.2 s instead of 31 ms a clip, docs/benchmarks.md "Scale"). Results stay the same up to the
+    summation order BLAS picks for a thread count (ED/ES identical; float evidence differs ~1e-8).
+    """
+    _die_with(parent)
+    import cv2  # before the limit: it reaches only loaded libraries, and OpenCV ships a BLAS of its own
+    import numpy  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    cv2.setNumThreads(threads)
+
+
 def n_workers(requested: int) -> int:
     """0 means one worker per available core."""
     if requested > 0:
@@ -58,7 +75,8 @@ def pmap(fn: Callable[[T], R], items: list[T], workers: int, desc: str, progress
 
     Spawned (not forked) workers: the parent may hold MLflow/sqlite handles and threads that must not
     be duplicated. Each task's inputs and outputs are small; bulky arrays are written by the worker.
-    Workers die with the parent (:func:`_die_with`): a killed stage leaves no process behind.
+    Workers die with the parent (:func:`_die_with`): a killed stage leaves no process behind; each uses
+    its share of the cores for native threads (:func:`_worker_init`).
     """
     workers = min(n_workers(workers), max(1, len(items)))
     bar = tqdm(total=len(items), desc=desc, unit="video", disable=not progress)
@@ -69,8 +87,9 @@ def pmap(fn: Callable[[T], R], items: list[T], workers: int, desc: str, progress
             bar.update()
             yield r
     else:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_die_with,
-                                 initargs=(os.getpid(),)) as pool:
+        threads = max(1, n_workers(0) // workers)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(os.getpid(), threads)) as pool:
             for r in pool.map(fn, items, chunksize=max(1, min(16, len(items) // (workers * 4)))):
                 bar.update()
                 yield r

@@ -19,8 +19,8 @@ from lfmcdm.data import phantom  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = {
-    "phantom": {"n_videos": 8, "n_frames": {"low": 40, "high": 48}},
+TINY = {  # workers 1: a few tiny videos render faster in-process than spawned workers start
+    "phantom": {"n_videos": 8, "n_frames": {"low": 40, "high": 48}, "workers": 1},
     "data": {"workers": 1, "min_frames": 16},
 }
 
@@ -35,7 +35,8 @@ def tiny_params(**overrides) -> Params:
 
 #: The whole pipeline at toy scale: every stage runs for real, just briefly (seconds each on 2 cores).
 PIPELINE = {
-    "phantom": {"n_videos": 10, "n_frames": {"low": 40, "high": 48}, "heart_rate_bpm": {"low": 80, "high": 120}},
+    "phantom": {"n_videos": 10, "n_frames": {"low": 40, "high": 48}, "heart_rate_bpm": {"low": 80, "high": 120},
+                "workers": 1},
     "data": {"workers": 1, "min_frames": 16},
     "pseudo": {"reid": {"steps": 30, "batch_videos": 8}},
     "mafe": {"epochs": 2, "batch_size": 4, "probe_folds": 3},

@@ -120,3 +120,32 @@ def test_malformed_header_is_a_clear_error(tmp_path, echonet_copy):
         _run_ingest(tmp_path, echonet_copy)
     message = str(err.value)
     assert str(path) in message and "missing column(s) EF" in message and "FileName, EF, ESV" in message
+
+
+@pytest.mark.parametrize("codec, pix_fmt", [("mjpeg", "yuvj420p"), ("mjpeg", "yuvj444p"), ("mpeg4", "yuv420p")])
+def test_read_gray_equals_ffmpeg_gray_conversion(tmp_path, codec, pix_fmt):
+    """The fast path (a full-range luma plane used as it is, chroma not decoded) returns exactly what
+    swscale's gray conversion of every frame does; limited-range YUV still goes through the conversion."""
+    import av
+
+    from lfmcdm.data.video_io import FULL_RANGE_LUMA, read_gray
+
+    rng = np.random.default_rng(0)
+    frames = (rng.random((6, 32, 48)) * 255).astype(np.uint8)
+    path = tmp_path / "v.avi"
+    with av.open(str(path), mode="w", format="avi") as container:
+        stream = container.add_stream(codec, rate=50)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, pix_fmt
+        for gray in frames:
+            rgb = np.stack([gray, np.roll(gray, 1, axis=0), 255 - gray], axis=2)  # colour, so chroma is not flat
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        decoded = list(container.decode(video=0))
+        expected = np.stack([f.to_ndarray(format="gray") for f in decoded])
+        assert (decoded[0].format.name in FULL_RANGE_LUMA) == pix_fmt.startswith("yuvj")
+    got, fps = read_gray(path)
+    assert got.dtype == np.uint8 and got.shape == (6, 32, 48) and fps == 50
+    np.testing.assert_array_equal(got, expected)

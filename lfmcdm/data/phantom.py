@@ -31,7 +31,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pyarrow as pa
-from tqdm import tqdm
 
 from lfmcdm.atomic import atomic_path, write_parquet
 from lfmcdm.config import PhantomConfig
@@ -39,6 +38,7 @@ from lfmcdm.data import phantom_a4c
 from lfmcdm.data.phantom_a4c import A4cSpec
 from lfmcdm.data.echonet import FILELIST_COLUMNS, TRACING_COLUMNS
 from lfmcdm.data.video_io import write_gray
+from lfmcdm.parallel import pmap
 
 SYSTOLE_FRACTION = 0.35  # share of the cardiac cycle spent contracting (physiological ~1/3)
 PIXEL_SPACING_CM = 0.16  # gives EchoNet-like volumes (~50-150 mL) for the cavity sizes below
@@ -308,16 +308,24 @@ def write_dataset(cfg: PhantomConfig, out_dir: str | Path, seed: int, progress: 
     (out / "Videos").mkdir(parents=True, exist_ok=True)
     specs = sample_specs(cfg, seed)
     filelist, tracings, truth = [], [], []
-    for spec in tqdm(specs, desc="phantom", unit="video", disable=not progress):
-        write_gray(out / "Videos" / f"{spec.name}.avi", render(spec), spec.fps)
-        rows, lines, facts = _a4c_tables(spec) if isinstance(spec, A4cSpec) else _ellipse_tables(spec)
+    # every video renders from its own spec (and seed): worker processes make the same files, in order
+    jobs = [(spec, str(out / "Videos")) for spec in specs]
+    for rows, lines, facts in pmap(_write_video, jobs, cfg.workers, "phantom", progress):
         filelist.append(rows)
         tracings += lines
-        truth.append({**asdict(spec), "kind": spec.kind if isinstance(spec, A4cSpec) else "ellipse", **facts})
+        truth.append(facts)
     _write_csv(out / "FileList.csv", FILELIST_COLUMNS, filelist)
     _write_csv(out / "VolumeTracings.csv", TRACING_COLUMNS, tracings)
     write_parquet(out / "truth.parquet", pa.Table.from_pylist(truth))
     return specs
+
+
+def _write_video(job: tuple[PhantomSpec | A4cSpec, str]) -> tuple[list, list, dict]:
+    """Render and write one video (a worker task); its FileList row, tracing rows and truth row."""
+    spec, videos = job
+    write_gray(Path(videos) / f"{spec.name}.avi", render(spec), spec.fps)
+    rows, lines, facts = _a4c_tables(spec) if isinstance(spec, A4cSpec) else _ellipse_tables(spec)
+    return rows, lines, {**asdict(spec), "kind": spec.kind if isinstance(spec, A4cSpec) else "ellipse", **facts}
 
 
 def _ellipse_tables(spec: PhantomSpec) -> tuple[list, list, dict]:

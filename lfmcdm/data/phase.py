@@ -20,6 +20,8 @@ follow the atria, putting ED at ES. Here:
    at ED, so its maxima are ED and the minimum after each is ES; edge beats count too. The
    ventricles' base is left out (``basal_exclude``): the opening valve leaflets swing in there right
    after ES and hold its dark area low while the ventricle refills, which puts the minimum late.
+   Then each ES moves back (at most ``es_refine_frames``) to the minimum of the ventricles' apical
+   blood area, which neither the leaflets nor the atria (peaking as the mitral valve opens) reach.
 5. **Confidence.** Periodicity, beat-to-beat consistency, whether systole is the shorter part of
    the cycle (a swapped ED/ES makes it the longer one) and whether the chosen ventricles really lie
    above the anti-phase chambers. Below ``min_confidence`` the clip is flagged with the weakest reason: never a
@@ -94,6 +96,9 @@ def estimate_phase(clip: np.ndarray, fps: float, cfg: PhaseConfig | None = None)
     best = nearer[0] if nearer else min(found, key=lambda c: c["systole"])
     gap = groups.gap(best["sign"])
     confidence, reason = phase_confidence(best["signal"], best["beats"], best["period"], gap, groups.why, cfg)
+    if cfg.es_refine_frames:  # after the choice of chambers and the confidence, which it must not sway
+        apical = _smooth1d(blood @ groups.weights(best["sign"], 0.0, cfg.es_refine_basal_exclude), cfg.temporal_sigma)
+        best["beats"], best["ess"] = refine_es(apical, best["beats"], best["ess"], cfg.es_refine_frames)
     fields = dict(beats=tuple(best["beats"]), eds=tuple(best["eds"]), ess=tuple(best["ess"]),
                   confidence=confidence, ventricle_mask=best["mask"])
     if confidence < cfg.min_confidence:
@@ -126,9 +131,6 @@ def _orient(blood: np.ndarray, shape: tuple[int, int], sector: np.ndarray, group
     signal = _smooth1d(blood @ weights, cfg.temporal_sigma)
     period = estimate_period(signal, fps, cfg)
     beats, eds, ess = find_beats(signal, period, fps, cfg)
-    if cfg.es_refine_frames:
-        apical = _smooth1d(blood @ groups.weights(sign, 0.0, cfg.es_refine_basal_exclude), cfg.temporal_sigma)
-        beats, ess = refine_es(apical, beats, ess, cfg.es_refine_frames)
     cycle = period if period is not None else float(len(signal))
     systole = float(np.median([(es - ed) / cycle for ed, es in beats])) if beats else np.inf
     mask = np.zeros(shape, bool)
@@ -163,9 +165,11 @@ def find_sector(clip: np.ndarray, cfg: PhaseConfig) -> tuple[np.ndarray, tuple[f
 
 
 def smoothed_frames(clip: np.ndarray, sigma: float) -> np.ndarray:
-    frames = np.asarray(clip, dtype=np.float32)
+    """float32 frames, each blurred by ``sigma`` px (in place: no per-frame copies to stack)."""
+    frames = np.array(clip, dtype=np.float32)
     if sigma > 0:
-        frames = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in frames])
+        for frame in frames:
+            cv2.GaussianBlur(frame, (0, 0), sigma, dst=frame)
     return frames
 
 
@@ -385,16 +389,18 @@ def refine_es(apical: np.ndarray, beats: list[tuple[int, int]], ess: list[int], 
 
     The beats are found on the whole signal (robust: every moving chamber votes), but its minimum
     runs late: the atria peak as the mitral valve opens (after an isovolumic pause in a real heart)
-    and opening leaflets fill the ventricles' base. The apex sees neither. (On 200 held-out A4C
-    phantoms ES within 2 frames rose from 0.933 to 0.975; the apical signal alone finds beats less
-    reliably, so it only places them.)
+    and opening leaflets fill the ventricles' base. The apex sees neither. (On a fresh set of 200 A4C
+    phantoms ES within 2 frames rose from 0.946 to 0.967, docs/benchmarks.md; the apical signal alone
+    finds beats less reliably, so it only places them.)
     """
     def moved(es: int) -> int:
         lo = max(0, es - reach)  # both biases run late: look back only
         return lo + int(np.argmin(apical[lo : es + 1]))
 
-    new_beats = [(ed, moved(es)) for ed, es in beats]
-    return [(ed, es) for ed, es in new_beats if es > ed], sorted({moved(es) for es in ess})
+    shift = {es: moved(es) for es in {*ess, *(es for _, es in beats)}}
+    ed_of = {es: ed for ed, es in beats}  # an ES never moves to or before its own beat's ED
+    placed = {es: new if new > ed_of.get(es, -1) else es for es, new in shift.items()}
+    return [(ed, placed[es]) for ed, es in beats], sorted({placed[es] for es in ess})
 
 
 def strongest_beat(signal: np.ndarray, beats: list[tuple[int, int]]) -> tuple[int, int]:

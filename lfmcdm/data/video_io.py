@@ -49,6 +49,21 @@ def _header(container, stream) -> VideoHeader:
     return VideoHeader(int(ctx.width or 0), int(ctx.height or 0), int(stream.frames or 0), fps, container.format.name)
 
 
+#: Pixel formats whose first plane is full-range luma: exactly what swscale's ``gray`` conversion returns
+#: (tests/test_ingest.py checks it), so it is copied instead of converted. Limited-range YUV (``yuv420p``)
+#: is stretched to full range by the conversion and keeps it.
+FULL_RANGE_LUMA = frozenset({"gray", "yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p"})
+
+
+def _gray(frame) -> np.ndarray:
+    """One decoded frame as gray uint8 ``(H, W)``."""
+    if frame.format.name not in FULL_RANGE_LUMA:
+        return frame.to_ndarray(format="gray")
+    plane = frame.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
+    return rows[:, : frame.width]  # a view: the plane keeps its frame alive until np.stack copies it
+
+
 def read_gray(path: str | Path, max_frames: int | None = None,
               check: Callable[[VideoHeader], str | None] | None = None) -> tuple[np.ndarray, float]:
     """Decode a video to grayscale uint8 ``(T, H, W)`` and return it with its frame rate.
@@ -56,8 +71,12 @@ def read_gray(path: str | Path, max_frames: int | None = None,
     ``check`` sees the container header before anything is decoded and may refuse the file (its
     message becomes the :class:`VideoDecodeError`), so a 1280x720 or 10^6-frame file costs a header
     read, not its decoded size in memory; decoding also stops past ``max_frames`` frames, whatever
-    the header claimed. Decoding straight to ``gray`` lets FFmpeg's swscale do the colour conversion
-    in C, which is both faster and lighter than decoding RGB and averaging in NumPy.
+    the header claimed.
+
+    Speed (docs/benchmarks.md, "Scale"): echo is gray, so the decoder skips the chroma planes
+    (``AV_CODEC_FLAG_GRAY``), and a full-range luma plane *is* the gray image (:func:`_gray`), so most
+    frames need no conversion at all. One decoder thread: ingest already runs one worker per core, and
+    on 112-pixel frames threads cost more than they save (82 vs 58 ms a clip with frame threads).
     """
     try:
         with av.open(str(path)) as container:
@@ -70,12 +89,13 @@ def read_gray(path: str | Path, max_frames: int | None = None,
             problem = check(header) if check else None
             if problem:
                 raise VideoRefused(problem)
-            stream.thread_type = "AUTO"
+            stream.codec_context.flags |= av.codec.context.Flags.gray
+            stream.codec_context.thread_count = 1
             frames = []
             for frame in container.decode(stream):
                 if max_frames is not None and len(frames) >= max_frames:
                     raise VideoRefused(f"more than {max_frames} frames decoded (data.max_frames)")
-                frames.append(frame.to_ndarray(format="gray"))
+                frames.append(_gray(frame))
     except VideoDecodeError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as err:
