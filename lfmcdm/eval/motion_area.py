@@ -29,7 +29,15 @@ def motion_area_r(pipe: MCDMPipeline, layout: Layout, rows: list[dict], motion: 
 
     Returns (mean r, per-video r); mean is None without phantom truth (real data) or usable videos.
     """
-    ev = cfg.motion_eval
+    picks = donor_windows(layout, rows, motion, truth, cfg, clip_fps)
+    if not picks:
+        return None, []
+    return score(layout, picks, generate(pipe, layout, picks, motion, cfg).frames, cfg)
+
+
+def donor_windows(layout: Layout, rows: list[dict], motion: dict[str, np.ndarray], truth: dict[str, dict],
+                  cfg: DiffusionConfig, clip_fps: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Up to ``motion_eval.videos`` (name, frame indices, real-frame mask) windows of usable phantom donors."""
     picks = []
     for row in rows:
         name = row["file_name"]
@@ -41,18 +49,26 @@ def motion_area_r(pipe: MCDMPipeline, layout: Layout, rows: list[dict], motion: 
         idx, mask = window_indices(int(row["n_frames"]), clip_fps, cfg.fps, cfg.n_frames, start)
         if mask.sum() >= MIN_REAL_FRAMES:
             picks.append((name, idx, mask))
-        if len(picks) == ev.videos:
+        if len(picks) == cfg.motion_eval.videos:
             break
-    if not picks:
-        return None, []
+    return picks
+
+
+def generate(pipe: MCDMPipeline, layout: Layout, picks: list, motion: dict[str, np.ndarray], cfg: DiffusionConfig):
+    """Each donor's video from its own first window frame and motion vector (``motion_eval``'s sampler)."""
+    ev = cfg.motion_eval
     refs = torch.from_numpy(np.stack([load_array(layout.latents, n)[idx[0]].astype(np.float32) for n, idx, _ in picks]))
     motions = np.stack([motion[n] for n, _, _ in picks])
-    out = pipe(refs, motions, seeds=[ev.seed + i for i in range(len(picks))], n_frames=cfg.n_frames,
-               sampler=ev.sampler, steps=ev.steps, guidance=ev.guidance)
+    return pipe(refs, motions, seeds=[ev.seed + i for i in range(len(picks))], n_frames=cfg.n_frames,
+                sampler=ev.sampler, steps=ev.steps, guidance=ev.guidance)
+
+
+def score(layout: Layout, picks: list, frames: np.ndarray, cfg: DiffusionConfig) -> tuple[float | None, list[float]]:
+    """(mean r, per-video r) of the donors' and the generated videos' cavity-area curves over real frames."""
     rs = []
-    for (name, idx, mask), generated in zip(picks, out.frames):
+    for (name, idx, mask), generated in zip(picks, frames):
         donor = np.asarray(load_clip(layout, name))[idx[mask]]
-        r = pearson(cavity_areas(donor, ev.cavity), cavity_areas(generated[mask], ev.cavity))
+        r = pearson(cavity_areas(donor, cfg.motion_eval.cavity), cavity_areas(generated[mask], cfg.motion_eval.cavity))
         if r is not None:
             rs.append(r)
     return (float(np.mean(rs)) if rs else None), rs
