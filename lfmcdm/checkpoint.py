@@ -43,6 +43,13 @@ def save_checkpoint(
         (tmp / STATE_FILE).write_text(json.dumps(state or {}, indent=2))
 
 
+def safetensors_device(device: str | torch.device) -> str:
+    """``device`` as safetensors names it: an Accelerator on CPU with several processes says ``cpu:0``,
+    which torch accepts and safetensors refuses ("device cpu:0 is invalid")."""
+    device = torch.device(device)
+    return "cpu" if device.type == "cpu" else str(device)
+
+
 def load_checkpoint(
     directory: str | Path,
     modules: dict[str, torch.nn.Module],
@@ -55,7 +62,7 @@ def load_checkpoint(
     if not (directory / STATE_FILE).exists():
         return None
     for name, module in modules.items():
-        module.load_state_dict(load_file(str(directory / f"{name}.safetensors"), device=str(map_location)))
+        module.load_state_dict(load_file(str(directory / f"{name}.safetensors"), device=safetensors_device(map_location)))
     extra_path = directory / "optimizer.pt"
     if extra_path.exists() and (optimizer is not None or scheduler is not None):
         extra = torch.load(extra_path, map_location=map_location, weights_only=True)

@@ -105,3 +105,16 @@ def test_two_process_mafe_shards_batches_and_registers_once(dvc_project, tmp_pat
     runs, versions = _registry(root, "lfmcdm-mafe", "train_mafe")
     assert len(runs) == 1 and len(versions) == 1
     assert (root / "models/mafe").is_dir() and (root / "metrics/mafe.json").exists()
+
+
+def test_checkpoints_load_on_the_device_a_multi_process_cpu_accelerator_names(tmp_path):
+    """Under `accelerate launch` on CPU the Accelerator's device is ``cpu:0``; safetensors refuses that name."""
+    import torch
+
+    from lfmcdm.checkpoint import load_checkpoint, save_checkpoint
+
+    saved = torch.nn.Linear(3, 2)
+    save_checkpoint(tmp_path / "ck", {"model": saved}, state={"step": 7})
+    loaded = torch.nn.Linear(3, 2)
+    assert load_checkpoint(tmp_path / "ck", {"model": loaded}, map_location=torch.device("cpu", 0)) == {"step": 7}
+    torch.testing.assert_close(loaded.weight, saved.weight)

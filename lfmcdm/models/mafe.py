@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lfmcdm.atomic import atomic_dir
+from lfmcdm.checkpoint import safetensors_device
 from lfmcdm.models.flow_ops import backward_warp, resize_flow
 from lfmcdm.models.inter_frame_attention import AttentionLevel
 from lfmcdm.settings.mafe import MafeModelConfig
@@ -265,7 +266,7 @@ def load_mafe(directory: str | Path, device: str | torch.device = "cpu") -> MAFE
         raise FileNotFoundError(f"{directory}: no {CONFIG_FILE}; run `lfmcdm stage train_mafe` first")
     config = json.loads((directory / CONFIG_FILE).read_text())
     model = MAFE(MafeModelConfig.model_validate(config["model"]), reid_dim=int(config["reid_dim"]))
-    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device=str(device)))
+    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE), device=safetensors_device(device)))
     return model.to(device).eval()
 
 
