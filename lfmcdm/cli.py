@@ -10,6 +10,8 @@ from rich.console import Console
 
 from lfmcdm.stages import STAGES
 
+COHORT_METRICS = "synthesis.json"  # `lfmcdm synthesize --cohort <other>`: its metrics, beside its videos
+
 StageName = enum.Enum("StageName", {name: name for name in STAGES}, type=str)
 
 _STAGE_LIST = "\n".join(f"  {name:<16} {info.help}" for name, info in STAGES.items())
@@ -99,6 +101,7 @@ def synthesize(
 ) -> None:
     """Produce a synthetic cohort with settings from params.yaml, overridden by these options."""
     from lfmcdm.config import load_params
+    from lfmcdm.layout import Layout
     from lfmcdm.stages import run_stage
 
     chosen = {"cohort": cohort, "n_videos": n, "strategy": strategy, "sampler": sampler, "steps": steps,
@@ -106,7 +109,11 @@ def synthesize(
     overrides = {"synthesis": {k: v for k, v in chosen.items() if v is not None}}
     try:
         cfg = load_params(params, overrides=overrides)
-        metrics = run_stage("synthesize", cfg, root=root, progress=_progress(progress))
+        # another cohort than params.yaml's keeps its metrics beside its videos: metrics/synthesis.json is
+        # the pipeline cohort's (a DVC output), and rewriting it would make `dvc status` report a change
+        own = cohort is None or cohort == load_params(params).synthesis.cohort
+        metrics_path = None if own else Layout(root).synthetic / cfg.synthesis.cohort / COHORT_METRICS
+        metrics = run_stage("synthesize", cfg, root=root, progress=_progress(progress), metrics_path=metrics_path)
     except _user_errors() as exc:
         _fail(exc)
     for key, value in metrics.items():

@@ -212,10 +212,13 @@ def parse_params(raw: dict[str, Any] | None, source: str = PARAMS_FILE, text: st
     profiles = raw.get("profiles") if isinstance(raw.get("profiles"), dict) else {}
     _check_profiles_keep_dvc_keys(profiles, source, lines)
     profile = raw.get("profile")
+    line = lines.get(("profile",))
+    where = f"{source}:{line}" if line else source
     if profile is not None and (not isinstance(profile, str) or profile not in profiles):
-        line = lines.get(("profile",))
-        where = f"{source}:{line}" if line else source
         raise ConfigError(f"{where}: profile: unknown profile {profile!r} (defined: {', '.join(profiles) or 'none'})")
+    if "profile" in raw and profile is None and profiles:  # dvc.yaml's stages read `profiles.${profile}`: null breaks every stage
+        raise ConfigError(f"{where}: profile: null, but dvc.yaml reads profiles.${{profile}}; name one of "
+                          f"{', '.join(profiles)} (a profile of {{}} means no overrides)")
     errors: list[str] = []
     result: Params | None = None
     for name in [profile, *(p for p in profiles if p != profile)]:

@@ -77,6 +77,14 @@ def test_unknown_profile_is_an_error(tmp_path):
         load_params(path)
 
 
+def test_null_profile_is_an_error_when_profiles_exist(tmp_path):
+    """dvc.yaml's params read ``profiles.${profile}``: with ``profile: null`` every stage would fail to resolve."""
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 1\nprofile:\nprofiles: {demo: {}, big: {}}\n")
+    with pytest.raises(ConfigError, match=r"params.yaml:2: profile: null.*demo, big"):
+        load_params(path)
+
+
 def test_profile_with_unknown_key_is_an_error(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("profile: big\nprofiles:\n  big:\n    phantom: {n_vids: 3}\n")

@@ -181,8 +181,12 @@ def test_stage_registers_the_student_and_synthesis_samples_it(dvc_project_copy):
     version = client.get_model_version("lfmcdm-mcdm-distilled", found.version)
     assert version.tags["lfmcdm.content_version"] == content_version(root / "models/distill")
 
+    pipeline_metrics = (root / "metrics/synthesis.json").read_bytes()
     run_ok(["lfmcdm", "synthesize", "--cohort", "fast", "--n", "2", "--sampler", "lcm", "--steps", "2",
             "--no-progress"], root, subprocess_env())
+    # another cohort keeps its metrics beside its videos; the pipeline cohort's (a DVC output) is untouched
+    assert (root / "metrics/synthesis.json").read_bytes() == pipeline_metrics
+    assert json.loads((root / "data/synthetic/fast/synthesis.json").read_text())["videos"] == 2
     import pyarrow.parquet as pq
 
     rows = pq.read_table(root / "data/synthetic/fast/manifest.parquet").to_pylist()

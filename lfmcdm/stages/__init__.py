@@ -127,9 +127,12 @@ def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def run_stage(name: str, params: Params, root: str | Path = ".", progress: bool = True, **extra: Any) -> dict[str, Any]:
+def run_stage(name: str, params: Params, root: str | Path = ".", progress: bool = True,
+              metrics_path: Path | None = None, **extra: Any) -> dict[str, Any]:
     """Run one stage by name inside an MLflow child run; write and return its metrics.
 
+    The metrics go to ``metrics/<stage>.json`` (DVC's metrics output), or to ``metrics_path`` for a run
+    that is not the pipeline's (another cohort: DVC's record of the pipeline's own cohort must not change).
     ``extra`` reaches the stage as ``ctx.extra`` (e.g. the Prefect cohort flow's shard mapper).
     """
     from lfmcdm import tracking
@@ -148,5 +151,5 @@ def run_stage(name: str, params: Params, root: str | Path = ".", progress: bool 
         metrics = _clean(module.run(ctx) or {})
         tracking.log_metrics({**metrics, f"{name}_wall_s": time.perf_counter() - start})
     if metrics:
-        write_json(ctx.layout.metrics_file(info.metrics_name), metrics)
+        write_json(metrics_path or ctx.layout.metrics_file(info.metrics_name), metrics)
     return metrics
