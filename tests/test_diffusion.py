@@ -27,7 +27,7 @@ from lfmcdm.models.pipeline import MCDMPipeline
 from lfmcdm.models.vae import build_vae, decode_latents, encode_frames, load_vae
 from lfmcdm.settings.diffusion import CavityConfig, DiffusionConfig, VaeConfig
 from lfmcdm.stages import run_stage
-from lfmcdm.train.diffusion import (build_mcdm, diffusion_loss, make_ema, make_noise_scheduler, masked_mse,
+from lfmcdm.train.diffusion import (build_mcdm, diffusion_loss, sample_timesteps, make_ema, make_noise_scheduler, masked_mse,
                                     train_mcdm)
 from lfmcdm.data.video_windows import LatentWindows, window_indices
 from lfmcdm.train.vae import FrameSource, train_vae
@@ -362,3 +362,16 @@ def test_diffusion_stage_outputs_metrics_and_registry(staged):
     client = MlflowClient(tracking_uri(params.tracking, root))
     champion = client.get_model_version_by_alias("lfmcdm-mcdm", "champion")
     assert float(champion.tags["val_loss"]) == pytest.approx(pipe.meta["val_loss"])
+
+
+def test_timestep_shift_moves_training_toward_high_noise_and_one_is_uniform():
+    """Shift 1 is torch's uniform draw exactly (runs before the knob resume unchanged); shift 3 is the
+    SD3 map of a uniform u: in range, deterministic, and most draws in the noisier half."""
+    draw = lambda shift: sample_timesteps(20000, 1000, shift, torch.Generator().manual_seed(5))  # noqa: E731
+    torch.testing.assert_close(draw(1.0), torch.randint(0, 1000, (20000,), generator=torch.Generator().manual_seed(5)))
+    shifted = draw(3.0)
+    assert int(shifted.min()) >= 0 and int(shifted.max()) <= 999
+    torch.testing.assert_close(shifted, draw(3.0))
+    # P(t >= 500) = P(3u / (1 + 2u) >= 1/2) = P(u >= 1/4) = 0.75
+    assert abs(float((shifted >= 500).float().mean()) - 0.75) < 0.02
+    assert abs(float((draw(1.0) >= 500).float().mean()) - 0.5) < 0.02

@@ -121,6 +121,9 @@ class DiffusionConfig(Section):
     num_train_timesteps: int = Field(1000, ge=2)
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
     prediction_type: Literal["v_prediction"] = "v_prediction"
+    timestep_shift: float = Field(
+        3.0, gt=0, description="training timesteps t = T * s u / (1 + (s - 1) u), u ~ U(0, 1): 1 = uniform; > 1 "
+                               "trains the high-noise steps, where a window's motion is decided, more often")
     steps: int = Field(300, ge=1, description="optimiser steps")
     batch_size: int = Field(4, ge=1, description="windows per step (per process)")
     grad_accum: int = Field(1, ge=1)
