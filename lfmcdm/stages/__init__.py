@@ -122,6 +122,11 @@ def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
 
 
+def format_metric(value: float | None) -> str:
+    """A metric for a stage's one-line summary: 4 decimals, ``n/a`` when missing or not finite."""
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
 def _is_main_process() -> bool:
     """Rank 0 of a distributed launch (torchrun/accelerate set RANK), or a plain single process."""
     return os.environ.get("RANK", "0") == "0"

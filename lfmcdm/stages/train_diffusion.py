@@ -11,7 +11,6 @@ motion_area_r (null unless the source is the phantom). Resumable from ``checkpoi
 from __future__ import annotations
 
 import hashlib
-import math
 
 from accelerate import PartialState
 
@@ -26,6 +25,7 @@ from lfmcdm.models.pipeline import MCDMPipeline, save_mcdm
 from lfmcdm.models.unet import time_ids
 from lfmcdm.models.vae import latent_shape, load_vae
 from lfmcdm.runtime import resolve_device, seed_everything
+from lfmcdm.stages import format_metric
 from lfmcdm.train.accel import fingerprint, log_curve
 from lfmcdm.train.diffusion import make_noise_scheduler, train_mcdm, validation_loss
 
@@ -98,11 +98,7 @@ def run(ctx) -> dict:
     log_curve({"val_loss": val_loss, "motion_area_r": r})
     version = tracking.register_model(MODELS["mcdm"].registry_name, out, aliases=())  # "@latest" is implicit in MLflow 3
     champion = promote_if_better(MODELS["mcdm"].registry_name, version, val_loss) if version else False
-    print(f"train_diffusion: steps {result.start_step}->{result.end_step}, train_loss {_fmt(result.loss)}, "
-          f"val_loss {_fmt(val_loss)}, motion_area_r {_fmt(r)} {[round(v, 3) for v in per_video]}"
+    print(f"train_diffusion: steps {result.start_step}->{result.end_step}, train_loss {format_metric(result.loss)}, "
+          f"val_loss {format_metric(val_loss)}, motion_area_r {format_metric(r)} {[round(v, 3) for v in per_video]}"
           + (f", registered v{version}{' (champion)' if champion else ''}" if version else ""))
     return {"train_loss": result.loss, "motion_area_r": r}
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
