@@ -29,7 +29,7 @@ from lfmcdm.eval.diversity import mean_pairwise_distance
 from lfmcdm.eval.ef_regressor import fit_and_score, mae, prepare_video
 from lfmcdm.eval.frechet import frechet_between, frechet_distance
 from lfmcdm.eval.metric_catalog import KEYS
-from lfmcdm.eval.motion_fidelity import align_curves, pearson, shuffled_partners
+from lfmcdm.eval.motion_fidelity import align_at, align_curves, pearson, shuffled_partners
 from lfmcdm.layout import Layout
 from lfmcdm.settings.evaluate import EfRegressorConfig
 from lfmcdm.stages import StageContext, run_stage
@@ -119,6 +119,20 @@ def test_align_curves_finds_the_lag_across_frame_rates():
     assert np.isnan(pearson(np.ones(5), np.arange(5)))
 
 
+def test_align_at_reads_the_donor_only_from_its_anchor():
+    """A curve that follows the donor from the anchor scores ~1 there; the same curve elsewhere does not."""
+    donor_fps, gen_fps, period = 50.0, 16.0, 0.8
+    t_donor = np.arange(150) / donor_fps
+    donor = np.cos(2 * np.pi * t_donor / period)
+    t_gen = np.arange(16) / gen_fps
+    follows = np.cos(2 * np.pi * (t_gen + 0.3) / period)
+    half_beat_off = np.cos(2 * np.pi * (t_gen + 0.7) / period)
+    assert align_at(donor, donor_fps, follows, gen_fps, 0.3, 0.04, 8).r > 0.99
+    assert align_at(donor, donor_fps, half_beat_off, gen_fps, 0.3, 0.04, 8).r < -0.9  # a free lag search finds 1.0
+    assert align_curves(donor, donor_fps, half_beat_off, gen_fps, max_lag_s=2.0, min_frames=8).r > 0.99
+    assert align_at(donor, donor_fps, follows, gen_fps, 0.3, 0.04, 8).lag_s == pytest.approx(0.3, abs=1 / donor_fps)
+
+
 def test_shuffled_partners_never_pick_the_own_key():
     keys = ["a", "a", "b", "c", "b"]
     partners = shuffled_partners(keys, seed=0)
@@ -185,8 +199,11 @@ def fake_models_and_features(layout: Layout, times_s: tuple[float, ...], seed: i
 def write_fake_cohort(params, layout: Layout, name: str, n: int, seed: int = 0, threshold: float | None = None) -> Path:
     """A cohort from a perfect generator: phantom renders with one video's appearance and another's motion.
 
+    Like the MCDM, the generator plays the donor's motion from the donor's label-free ED (where its
+    motion-bank trajectory starts): on the ellipse phantom the phase at time t is t * hr / 60 + phase0.
     ``threshold`` overrides the privacy threshold (None = the synthesis stage's rule).
     """
+    assert params.phantom.kind == "ellipse", "the phase shift below is the ellipse phantom's"
     from datetime import datetime, timezone
 
     from lfmcdm.atomic import write_parquet
@@ -206,12 +223,13 @@ def write_fake_cohort(params, layout: Layout, name: str, n: int, seed: int = 0, 
     rows = []
     for i in range(n):
         appearance = appearances[i % len(appearances)]
-        donor = [v for v in videos if v["file_name"] != appearance["file_name"]][int(rng.integers(len(videos) - 1))]
+        donors = [v for v in videos if v["file_name"] != appearance["file_name"] and v["ed_frame"] is not None]
+        donor = donors[int(rng.integers(len(donors)))]
         a, d = (phantom.spec_from_truth(truth[v["file_name"]]) for v in (appearance, donor))
-        # the donor's motion: its rate, stroke and start phase (and, on the A4C phantom, its per-beat variation)
-        beats = {k: getattr(d, k) for k in ("beat_periods", "beat_strokes") if hasattr(d, k)}
+        # the donor's motion: its rate and stroke, from its label-free ED on
+        ed_phase = d.phase0 + donor["ed_frame"] / donor["fps"] * d.hr_bpm / 60.0
         spec = dataclasses.replace(a, name=f"{name}-{i:06d}", seed=a.seed + 1000 + i, fps=SYN_FPS, n_frames=SYN_FRAMES,
-                                   hr_bpm=d.hr_bpm, ef=d.ef, phase0=d.phase0 + float(rng.uniform(0.1, 0.4)), **beats)
+                                   hr_bpm=d.hr_bpm, ef=d.ef, phase0=float(ed_phase % 1.0))
         video = phantom.render(spec)
         path = out / "Videos" / f"{spec.name}.avi"
         write_gray(path, video, SYN_FPS)

@@ -24,7 +24,7 @@ from lfmcdm.eval.diversity import mean_pairwise_distance
 from lfmcdm.eval.ef_regressor import EfResult, EfVideo, fit_and_score, mae, prepare_video
 from lfmcdm.eval.frechet import frechet_between
 from lfmcdm.eval.metric_catalog import empty_metrics
-from lfmcdm.eval.motion_fidelity import CurveMatch, align_curves, nanmean_or_none, rowwise_cosine, shuffled_partners
+from lfmcdm.eval.motion_fidelity import CurveMatch, align_at, nanmean_or_none, rowwise_cosine, shuffled_partners
 from lfmcdm.eval.privacy import PrivacyFilter, video_embedding
 from lfmcdm.layout import Layout
 
@@ -143,6 +143,21 @@ class DonorCurves:
             self._cache[name] = self._load(name)
         return self._cache[name]
 
+    def anchor_s(self, name: str) -> float | None:
+        """Where the donor's motion-bank trajectory starts (its label-free ED, s); None without one."""
+        row = self.rows.get(name)
+        if row is None or row.get("ed_frame") is None or not row.get("fps"):
+            return None
+        return float(row["ed_frame"]) / float(row["fps"])
+
+    def match(self, name: str, generated: np.ndarray, gen_fps: float, tolerance_s: float,
+              min_frames: int) -> CurveMatch | None:
+        """``generated`` against donor ``name``'s curve from its anchor (None when either is missing)."""
+        curve, anchor = self.get(name), self.anchor_s(name)
+        if curve is None or anchor is None:
+            return None
+        return align_at(*curve, generated, gen_fps, anchor, tolerance_s, min_frames)
+
     def _load(self, name: str) -> tuple[np.ndarray, float] | None:
         if name in self.truth:
             self.sources.add("phantom truth")
@@ -225,17 +240,22 @@ def motion_vector_fidelity(samples: list[SyntheticSample], bank: dict[str, np.nd
     return metrics, per_sample
 
 
-def cavity_fidelity(samples: list[SyntheticSample], donors: DonorCurves, max_lag_s: float, min_frames: int,
+def cavity_fidelity(samples: list[SyntheticSample], donors: DonorCurves, tolerance_s: float, min_frames: int,
                     seed: int) -> tuple[dict, list]:
-    """Best-lag Pearson r of each generated cavity curve with its donor's and with a shuffled donor's."""
-    scored = [s for s in samples if s.cavity is not None and donors.get(s.row["motion_source"]) is not None]
+    """Pearson r of each generated cavity curve with its donor's, from where the donor's motion starts.
+
+    The baseline scores the same generated curve against another sample's donor, read the same way
+    (from that donor's own anchor): the margin between the two is what the motion conditioning buys.
+    """
+    scored = [s for s in samples if s.cavity is not None and donors.anchor_s(s.row["motion_source"]) is not None
+              and donors.get(s.row["motion_source"]) is not None]
     partners = shuffled_partners([s.row["motion_source"] for s in scored], seed)
     matches = []
     for s, j in zip(scored, partners):
         fps = float(s.row["fps"])
-        own = align_curves(*donors.get(s.row["motion_source"]), s.cavity, fps, max_lag_s, min_frames)
-        other = None if j is None else align_curves(*donors.get(scored[j].row["motion_source"]), s.cavity, fps,
-                                                    max_lag_s, min_frames)
+        own = donors.match(s.row["motion_source"], s.cavity, fps, tolerance_s, min_frames)
+        other = None if j is None else donors.match(scored[j].row["motion_source"], s.cavity, fps, tolerance_s,
+                                                    min_frames)
         matches.append((s.sample_id, own, other))
     own_r = [m[1].r for m in matches]
     metrics = {"cavity_area_r_donor": nanmean_or_none(own_r),
@@ -327,7 +347,7 @@ def evaluate_cohort(params: Params, layout: Layout, cohort: Cohort, device="cpu"
     metrics.update(vector_metrics)
     all_rows = {r["file_name"]: r for r in real_rows(layout, ("TRAIN", "VAL", "TEST"))}
     donors = DonorCurves(layout, phantom_truth(params, layout.root), all_rows, enc.cavity)
-    curve_metrics, curves = cavity_fidelity(samples, donors, cfg.max_lag_s, cfg.min_curve_frames, seed)
+    curve_metrics, curves = cavity_fidelity(samples, donors, cfg.anchor_tolerance_s, cfg.min_curve_frames, seed)
     metrics.update(curve_metrics)
     privacy, held_scores = privacy_metrics(cohort, privacy_filter(layout, params), heldout)
     metrics.update(privacy)

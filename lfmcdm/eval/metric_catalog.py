@@ -51,9 +51,11 @@ CATALOG: tuple[MetricInfo, ...] = (
        "(appearance) more than the motion"),
     _M("cavity_area_r_donor", "Motion fidelity", "cavity-area r with own donor",
        "mean Pearson r between the donor's cavity-area curve (phantom truth, else measured) resampled to the generated "
-       "frame times at the best lag, and the generated video's measured curve", "higher"),
+       "frame times from where its motion starts (its label-free ED, where the generated video starts too), and the "
+       "generated video's measured curve", "higher"),
     _M("cavity_area_r_shuffled_donor", "Motion fidelity", "cavity-area r with another donor",
-       "the same with another sample's donor and the same lag search (the search alone buys this much)"),
+       "the same with another sample's donor, read from that donor's own ED: the margin is what following "
+       "the own donor's motion buys"),
     _M("cavity_area_curves", "Motion fidelity", "curves compared", "generated videos with a cavity-area correlation"),
 
     _M("diversity_reid_synthetic", "Diversity", "ReID: synthetic",

@@ -1,9 +1,4 @@
-"""Motion fidelity helpers for cohort evaluation: lag-aligned curve correlation, shuffled partners, cosines.
-
-NOTE (diffusion helper): this file was accidentally overwritten by the diffusion helper while the
-evaluation helper was writing it; it is a reconstruction from its callers (lfmcdm/eval/cohort_eval.py,
-lfmcdm/eval/report/*) and tests/test_evaluate.py. The evaluation owner should check it.
-"""
+"""Motion fidelity helpers for cohort evaluation: anchored curve correlation, shuffled partners, cosines."""
 
 from __future__ import annotations
 
@@ -14,7 +9,7 @@ import numpy as np
 
 @dataclass
 class CurveMatch:
-    """A generated curve aligned to a donor curve at the best lag."""
+    """A generated curve aligned to a donor curve at the best lag of those searched."""
 
     r: float  # Pearson r at the best lag (NaN when no lag leaves enough overlap)
     lag_s: float  # generated time t matches donor time t + lag_s
@@ -32,23 +27,21 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def align_curves(donor: np.ndarray, donor_fps: float, generated: np.ndarray, gen_fps: float, max_lag_s: float,
-                 min_frames: int) -> CurveMatch:
+                 min_frames: int, min_lag_s: float = 0.0) -> CurveMatch:
     """Best-lag Pearson r between a donor curve and a generated one at different frame rates.
 
     The donor is interpolated at the generated frame times shifted by each lag in
-    ``[0, max_lag_s]`` (one donor frame apart; the generated video starts somewhere in the donor);
-    only generated frames whose shifted time falls inside the donor are used, and a lag needs
-    ``min_frames`` of them.
+    ``[min_lag_s, max_lag_s]`` (one donor frame apart; the generated video starts somewhere in the
+    donor); only generated frames whose shifted time falls inside the donor are used, and a lag
+    needs ``min_frames`` of them.
     """
     donor, generated = np.asarray(donor, np.float64), np.asarray(generated, np.float64)
     t_gen = np.arange(len(generated)) / gen_fps
     t_donor = np.arange(len(donor)) / donor_fps
     best = CurveMatch(float("nan"), float("nan"))
-    if len(donor) < 2 or len(generated) < 2:
+    if len(donor) < 2 or len(generated) < 2 or max_lag_s < min_lag_s:
         return best
-    n_lags = int(np.floor(max_lag_s * donor_fps))
-    for k in range(n_lags + 1):
-        lag = k / donor_fps
+    for lag in min_lag_s + np.arange(int(np.floor((max_lag_s - min_lag_s) * donor_fps + 1e-9)) + 1) / donor_fps:
         shifted = t_gen + lag
         ok = (shifted >= 0) & (shifted <= t_donor[-1])
         if ok.sum() < max(min_frames, 2):
@@ -56,8 +49,21 @@ def align_curves(donor: np.ndarray, donor_fps: float, generated: np.ndarray, gen
         d = np.interp(shifted[ok], t_donor, donor)
         r = pearson(d, generated[ok])
         if np.isfinite(r) and not (np.isfinite(best.r) and r <= best.r):
-            best = CurveMatch(r, lag, t_gen[ok], d, generated[ok])
+            best = CurveMatch(r, float(lag), t_gen[ok], d, generated[ok])
     return best
+
+
+def align_at(donor: np.ndarray, donor_fps: float, generated: np.ndarray, gen_fps: float, anchor_s: float,
+             tolerance_s: float, min_frames: int) -> CurveMatch:
+    """Pearson r with the generated video's time 0 placed at ``anchor_s`` of the donor (best within +/- tolerance).
+
+    A generated video starts where its donor's motion starts (the donor's label-free end-diastole,
+    where its motion-bank trajectory begins), so that is where its curve must match. A free lag
+    search would let any periodic donor line up with any heartbeat and hide whether the motion
+    followed its own donor.
+    """
+    return align_curves(donor, donor_fps, generated, gen_fps, anchor_s + tolerance_s, min_frames,
+                        min_lag_s=max(0.0, anchor_s - tolerance_s))
 
 
 def nanmean_or_none(values) -> float | None:

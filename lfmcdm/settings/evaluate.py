@@ -64,7 +64,8 @@ class EvaluateConfig(Section):
     frechet_frames_per_video: int | None = Field(16, gt=0, description="evenly spaced frames per video in the ReID Fréchet "
                                                  "distance (real and synthetic alike; None = all)")
     frechet_eps: float = Field(1e-6, gt=0, description="diagonal offset retried when a covariance product is singular")
-    max_lag_s: float = Field(2.0, ge=0, description="donor-time shifts searched when aligning cavity-area curves")
+    anchor_tolerance_s: float = Field(0.04, ge=0, description="cavity-area curves are compared from where the donor's "
+                                      "motion starts (its label-free ED) give or take this much")
     min_curve_frames: int = Field(8, ge=3, description="fewest overlapping frames for a cavity-area correlation")
     embed_batch: int = Field(64, ge=1, description="frames / pairs per encoder call")
     seed: int = Field(0, description="added to the global seed for the EF regressors and the shuffled baselines")

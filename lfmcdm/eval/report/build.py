@@ -158,10 +158,10 @@ NOTES = {
                "project's own encoders (ReID frames, MAFE motion), not Inception/I3D: they compare cohorts of this "
                "pipeline, not published FID/FVD values.",
     "frames": "Frames at evenly spaced times; rows pair each generated video with its real appearance source.",
-    "animations": "Appearance source | motion donor (from the lag its cavity curve aligns at) | generated, "
+    "animations": "Appearance source | motion donor (from its ED, where its motion starts) | generated, "
                   "played at the generated frame rate.",
-    "motion": "Cavity area of the donor (resampled to the generated frame times at the best lag) and of the generated "
-              "video, z-scored; dotted: another donor with the same lag search.",
+    "motion": "Cavity area of the donor (from its ED, resampled to the generated frame times) and of the generated "
+              "video, z-scored; dotted: another donor, from its own ED.",
     "privacy": "ReID similarity of each video to its nearest training video. Synthetic videos above the threshold "
                "are kept out of FileList.csv; held-out real patients show what a different person scores.",
     "downstream": "A tiny CNN trained on (a) real training videos, (b) privacy-passing synthetic videos labelled "

@@ -52,12 +52,12 @@ def frame_grid(videos: list[tuple[str, np.ndarray, float]], n_frames: int, title
 
 
 def cavity_curves(matches: list[tuple[str, CurveMatch, CurveMatch | None]], path: Path, dpi: int) -> Path:
-    """Donor (resampled at the best lag) vs generated cavity area, z-scored, one panel per sample."""
+    """Donor (from its ED, resampled) vs generated cavity area, z-scored, one panel per sample."""
     cols = min(3, max(1, len(matches)))
     rows = -(-len(matches) // cols) or 1
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False)
     for ax, (sample_id, own, other) in zip(axes.ravel(), matches):
-        ax.plot(own.times, _zscore(own.donor), color=COLORS["donor"], label=f"donor (lag {own.lag_s:.2f} s)")
+        ax.plot(own.times, _zscore(own.donor), color=COLORS["donor"], label=f"donor (from {own.lag_s:.2f} s)")
         ax.plot(own.times, _zscore(own.generated), color=COLORS["generated"], label="generated")
         if other is not None and len(other.times):
             ax.plot(other.times, _zscore(other.donor), color=COLORS["shuffled"], ls=":", label="another donor")
