@@ -36,7 +36,7 @@ class PhantomConfig(Section):
     """Synthetic EchoNet-format dataset used when no real data is configured."""
 
     kind: Literal["a4c", "ellipse"] = Field("a4c", description="a4c: apical four-chamber view; ellipse: one dark ellipse")
-    n_videos: int = Field(48, gt=0)
+    n_videos: int = Field(64, gt=0)
     n_frames: Range = Range(low=64, high=96)
     fps: float = Field(50.0, gt=0)
     size: int = Field(112, ge=32)
@@ -44,7 +44,7 @@ class PhantomConfig(Section):
     ef_percent: Range = Range(low=15, high=80)
     noise_std: Range = Range(low=4, high=14)
     gain: Range = Range(low=0.8, high=1.2)
-    splits: SplitFractions = SplitFractions()
+    splits: SplitFractions = SplitFractions(TRAIN=0.625, VAL=0.1875, TEST=0.1875)  # 40 / 12 / 12 of 64
     out_dir: str = "data/raw/phantom"
     workers: int = Field(0, ge=0, description="processes rendering videos; 0 = one per CPU core (same files either way)")
     a4c: A4cConfig = A4cConfig()

@@ -44,7 +44,7 @@ def test_range_must_be_ordered(tmp_path):
 
 def test_profile_overrides_defaults(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("profile: big\nphantom: {n_videos: 48}\nprofiles:\n  big:\n    phantom: {n_videos: 99}\n")
+    path.write_text("profile: big\nphantom: {n_videos: 64}\nprofiles:\n  big:\n    phantom: {n_videos: 99}\n")
     params = load_params(path)
     assert params.phantom.n_videos == 99  # the top level holds the default: the profile applies
     assert params.phantom.fps == 50.0  # untouched keys keep their base value

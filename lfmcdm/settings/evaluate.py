@@ -32,7 +32,7 @@ class EfRegressorConfig(Section):
     weight_decay: float = Field(1e-4, ge=0)
     test_windows: int = Field(4, ge=1, description="evenly spaced windows averaged per test video")
     test_splits: tuple[Split, ...] = Field(("TEST",), min_length=1, description="real videos the regressors are scored on")
-    min_test_videos: int = Field(20, ge=1, description="fewer test videos than this: VAL videos are added")
+    min_test_videos: int = Field(12, ge=1, description="fewer test videos than this: VAL videos are added")
     train_splits: tuple[Split, ...] = Field(("TRAIN",), min_length=1, description="real videos of training set (a)")
 
 
