@@ -138,3 +138,12 @@ def test_champion_moves_only_on_a_better_comparable_measure(tmp_path):
     assert not other.champion and "yardstick" in other.reason
     assert not new_version({KEY_TAG: "k"}).champion  # not measured
     assert champion() == "3"
+
+
+@pytest.mark.parametrize("folder, stage", [("mcdm", "train_diffusion"), ("distill", "distill")])
+def test_missing_model_names_the_stage_that_makes_it(tmp_path, folder, stage):
+    """``synthesis.sampler: lcm`` without ``models/distill`` must say to run ``distill``, not train_diffusion."""
+    from lfmcdm.models.pipeline import check_pair
+
+    with pytest.raises(FileNotFoundError, match=f"run `lfmcdm stage {stage}` first"):
+        check_pair(tmp_path / "models" / folder, tmp_path / "models" / "vae")

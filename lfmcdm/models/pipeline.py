@@ -54,7 +54,8 @@ def check_pair(mcdm_dir: str | Path, vae_dir: str | Path) -> None:
     """
     meta_path = Path(mcdm_dir) / META_FILE
     if not meta_path.exists():
-        raise FileNotFoundError(f"{mcdm_dir}: no trained MCDM; run `lfmcdm stage train_diffusion` first")
+        stage = next((m.stage for m in MODELS.values() if m.folder == Path(mcdm_dir).name), "train_diffusion")
+        raise FileNotFoundError(f"{mcdm_dir}: no trained MCDM; run `lfmcdm stage {stage}` first")
     recorded = json.loads(meta_path.read_text()).get("vae_hash")
     actual = folder_hash(Path(vae_dir))
     if recorded != actual:
