@@ -17,6 +17,7 @@ Videos longer than the trained window are generated in overlapping windows (``wi
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,15 @@ def check_mafe(mcdm_dir: str | Path, mafe_dir: str | Path) -> None:
                                  f"is {actual}: its motion vectors would mean nothing to the MCDM")
 
 
+def lcm_from_config(config: dict[str, Any], **overrides: Any) -> LCMScheduler:
+    """An LCMScheduler from a (teacher's) scheduler config, without the keys it has no use for.
+
+    The teacher's DDPM config carries ``variance_type``; diffusers warns about it on every sampling.
+    """
+    accepted = inspect.signature(LCMScheduler.__init__).parameters
+    return LCMScheduler.from_config({k: v for k, v in config.items() if k in accepted}, **overrides)
+
+
 def make_scheduler(name: str, config: dict[str, Any]):
     """A sampling scheduler by name, sharing the training schedule's betas and prediction type."""
     if name == "ddpm":
@@ -84,7 +94,7 @@ def make_scheduler(name: str, config: dict[str, Any]):
     if name == "dpmsolver++":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
     if name == DISTILLED_SAMPLER:  # the student's saved scheduler config carries its grid and scaling
-        return LCMScheduler.from_config(config)
+        return lcm_from_config(config)
     raise ValueError(f"unknown sampler {name!r}; use ddpm, ddim, dpmsolver++ or (a distilled model) lcm")
 
 

@@ -31,6 +31,7 @@ from diffusers.optimization import get_scheduler
 from lfmcdm.checkpoint import resume, save_checkpoint
 from lfmcdm.config import TrainConfig
 from lfmcdm.data.video_windows import LatentWindows
+from lfmcdm.models.pipeline import lcm_from_config
 from lfmcdm.models.unet import MCDM
 from lfmcdm.settings.distill import DistillConfig
 from lfmcdm.train.accel import SEED_SPACE, StepLoop, fingerprint, log_curve, make_accelerator, step_rng
@@ -41,8 +42,8 @@ RESUME_FREE = {"steps", "checkpoint_every", "log_every", "sample_steps", "eval_v
 
 def lcm_scheduler(noise_config: dict, cfg: DistillConfig) -> LCMScheduler:
     """The student's sampler: the teacher's noise schedule, the distillation grid and boundary scaling."""
-    return LCMScheduler.from_config(noise_config, original_inference_steps=cfg.ddim_timesteps,
-                                    timestep_scaling=cfg.timestep_scaling, clip_sample=False)
+    return lcm_from_config(noise_config, original_inference_steps=cfg.ddim_timesteps,
+                           timestep_scaling=cfg.timestep_scaling, clip_sample=False)
 
 
 class DDIMGrid:
