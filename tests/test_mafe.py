@@ -41,7 +41,8 @@ TINY_TRAIN = {"model": TINY_MODEL, "epochs": 2, "batch_size": 2, "warmup_steps":
 # ---- a tiny dataset that honours the pseudo-label contracts (truth stands in for pseudo_labels) -----
 def _write_dataset(root: Path, n_videos: int = 8, with_pseudo: bool = True) -> None:
     layout = Layout(root)
-    cfg = PhantomConfig(n_videos=n_videos, n_frames={"low": 30, "high": 36}, size=SIZE)
+    cfg = PhantomConfig(n_videos=n_videos, n_frames={"low": 30, "high": 36}, size=SIZE,
+                        splits={"TRAIN": 0.75, "VAL": 0.125, "TEST": 0.125})  # 6 TRAIN: whole batches of 2
     rows = []
     for spec in phantom.sample_specs(cfg, seed=3):
         clip = phantom.render(spec)
