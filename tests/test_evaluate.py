@@ -260,9 +260,8 @@ def _log_fake_training_run(params, root: Path) -> None:
 def evaluated(tmp_path_factory):
     """A small pipeline state, evaluated by the real stage runner (metrics file, MLflow run, report)."""
     root = tmp_path_factory.mktemp("evaluate")
-    # kind: ellipse: the cavity-curve margins below were set on the ellipse phantom; on the A4C phantom the
-    # donor r is 0.98 but a shuffled donor reaches 0.89 (LV curves of similar shape, best lag), and the
-    # cavity measurement is not LV-specific yet (issue 11 item 3)
+    # kind: ellipse: the perfect generator below starts the donor's motion at its ED by shifting the ellipse
+    # phantom's phase (t * hr / 60 + phase0); the A4C phantom's beats have their own lengths
     params = tiny_params(phantom={"kind": "ellipse", "n_videos": 14, "n_frames": {"low": 48, "high": 64}},
                          synthesis={"cohort": COHORT},
                          evaluate={"ef": {"steps": 40, "min_test_videos": 4}, "report": {"grid_videos": 3}})
