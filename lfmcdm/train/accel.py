@@ -83,7 +83,8 @@ class StepLoop:
         value = self.accelerator.gather(loss.detach()[None]).mean().item()
         ema = self.loss_ema
         self.loss_ema = value if ema is None else LOSS_SMOOTHING * ema + (1 - LOSS_SMOOTHING) * value
-        self.bar.set_postfix(loss=f"{self.loss_ema:.4f}")
+        self.bar.set_postfix(loss=f"{self.loss_ema:.4f}", refresh=False)  # a refresh here would reset tqdm's
+        # print timer, so the loop's own refresh never came and the bar stood at 0/N with a moving loss
         return value
 
     @property
