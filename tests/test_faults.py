@@ -36,6 +36,14 @@ def _gone(proc: psutil.Process) -> bool:
         return True
 
 
+def _is_worker(proc: psutil.Process) -> bool:
+    """A spawned pool worker; a short-lived child that has already exited (zombie, gone) is not one."""
+    try:
+        return "spawn_main" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
 def test_kill_9_of_ingest_leaves_no_worker_behind(tmp_path):
     src = tmp_path / "echonet"
     phantom.write_dataset(tiny_params(phantom={"n_videos": 24, "size": 112}).phantom, src, seed=0, progress=False)
@@ -48,7 +56,7 @@ def test_kill_9_of_ingest_leaves_no_worker_behind(tmp_path):
     try:
         deadline = time.monotonic() + WAIT_S
         while len(workers) < 2 and ingest.poll() is None and time.monotonic() < deadline:
-            workers = [p for p in parent.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+            workers = [p for p in parent.children(recursive=True) if _is_worker(p)]
             time.sleep(0.2)
         assert len(workers) >= 2, "ingest's worker pool never started"
         everything = parent.children(recursive=True)  # workers and multiprocessing's resource tracker
