@@ -150,13 +150,13 @@ class DonorCurves:
             return None
         return float(row["ed_frame"]) / float(row["fps"])
 
-    def match(self, name: str, generated: np.ndarray, gen_fps: float, tolerance_s: float,
-              min_frames: int) -> CurveMatch | None:
-        """``generated`` against donor ``name``'s curve from its anchor (None when either is missing)."""
-        curve, anchor = self.get(name), self.anchor_s(name)
-        if curve is None or anchor is None:
-            return None
-        return align_at(*curve, generated, gen_fps, anchor, tolerance_s, min_frames)
+    def usable(self, name: str) -> bool:
+        """Has both a cavity curve and an anchor: can be matched."""
+        return self.anchor_s(name) is not None and self.get(name) is not None
+
+    def match(self, name: str, generated: np.ndarray, gen_fps: float, tolerance_s: float, min_frames: int) -> CurveMatch:
+        """``generated`` against usable donor ``name``'s curve from its anchor."""
+        return align_at(*self.get(name), generated, gen_fps, self.anchor_s(name), tolerance_s, min_frames)
 
     def _load(self, name: str) -> tuple[np.ndarray, float] | None:
         if name in self.truth:
@@ -247,8 +247,7 @@ def cavity_fidelity(samples: list[SyntheticSample], donors: DonorCurves, toleran
     The baseline scores the same generated curve against another sample's donor, read the same way
     (from that donor's own anchor): the margin between the two is what the motion conditioning buys.
     """
-    scored = [s for s in samples if s.cavity is not None and donors.anchor_s(s.row["motion_source"]) is not None
-              and donors.get(s.row["motion_source"]) is not None]
+    scored = [s for s in samples if s.cavity is not None and donors.usable(s.row["motion_source"])]
     partners = shuffled_partners([s.row["motion_source"] for s in scored], seed)
     matches = []
     for s, j in zip(scored, partners):

@@ -41,7 +41,8 @@ def align_curves(donor: np.ndarray, donor_fps: float, generated: np.ndarray, gen
     best = CurveMatch(float("nan"), float("nan"))
     if len(donor) < 2 or len(generated) < 2 or max_lag_s < min_lag_s:
         return best
-    for lag in min_lag_s + np.arange(int(np.floor((max_lag_s - min_lag_s) * donor_fps + 1e-9)) + 1) / donor_fps:
+    n_lags = int(np.floor((max_lag_s - min_lag_s) * donor_fps + 1e-9))  # 1e-9: 0.04 s * 50 fps is 2 lags, not 1
+    for lag in min_lag_s + np.arange(n_lags + 1) / donor_fps:
         shifted = t_gen + lag
         ok = (shifted >= 0) & (shifted <= t_donor[-1])
         if ok.sum() < max(min_frames, 2):

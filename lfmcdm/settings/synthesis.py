@@ -25,7 +25,8 @@ class SynthesisConfig(Section):
     cohort: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
     n_videos: int = Field(48, gt=0)
     strategy: Literal["reconstruct", "cross", "ef_targeted"] = "cross"
-    # real sources: TRAIN only by default, so no held-out patient reaches a synthetic set (lfmcdm.synth.plan.safe_split)
+    # motion from TRAIN patients, appearance from held-out VAL patients; a row is raised to its sources' most
+    # held-out split (lfmcdm.synth.plan.safe_split), so no held-out patient reaches synthetic TRAIN
     appearance_splits: tuple[Split, ...] = ("VAL",)  # not the EF test split: its rows could not train the EF regressor
     motion_splits: tuple[Split, ...] = ("TRAIN",)
     ef_range: Range | None = None  # ef_targeted: donors whose EF lies in this range
