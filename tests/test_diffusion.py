@@ -195,6 +195,30 @@ def test_vae_resume_after_kill(tmp_path):
     assert other.start_step == 0  # other settings: the old checkpoint is not resumed
 
 
+
+def test_vae_channels_last_trains_the_same_model_and_saves(tmp_path):
+    """train.channels_last only reorders memory: same losses (up to summation order); the returned VAE is
+    contiguous again, so ``save_pretrained`` (safetensors) takes it and the reload reconstructs the same."""
+    layout = Layout(tmp_path)
+    rng = np.random.default_rng(1)
+    rows = [{"file_name": f"c{i}", "n_frames": 6} for i in range(3)]
+    for r in rows:
+        save_npy(layout.clip(r["file_name"]), rng.integers(0, 255, (6, 32, 32), dtype=np.uint8))
+    source = FrameSource.from_rows(layout, rows)
+    cfg = VaeConfig(block_out_channels=[8, 8], norm_num_groups=4, steps=3, checkpoint_every=3, batch_size=2,
+                    warmup_steps=0)
+    results = {flag: train_vae(cfg, tiny_params(train={"device": "cpu", "channels_last": flag}).train, source,
+                               tmp_path / f"ck{flag}", seed=0, frame_size=32, progress=False)
+               for flag in (True, False)}
+    assert results[True].loss == pytest.approx(results[False].loss, rel=1e-4)
+    vae = results[True].vae
+    assert all(p.is_contiguous() for p in vae.parameters())
+    vae.save_pretrained(tmp_path / "vae")
+    x = torch.from_numpy(source.spread(4).astype(np.float32) / 127.5 - 1).unsqueeze(1)
+    with torch.no_grad():
+        assert torch.equal(vae(x, sample_posterior=False).sample,
+                           load_vae(tmp_path / "vae")(x, sample_posterior=False).sample)
+
 # --- sampling -----------------------------------------------------------------------------------------------------
 
 

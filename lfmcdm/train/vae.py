@@ -118,12 +118,13 @@ def train_vae(cfg: VaeConfig, train_cfg: TrainConfig, source: FrameSource, check
                              num_training_steps=cfg.steps * n)
     key = fingerprint(run_settings(cfg, frame_size, seed, data_key))
     state = resume(checkpoint_dir, key, "train_vae", {"vae": vae}, optimizer, lr_sched)
-    model, optimizer, lr_sched = accelerator.prepare(ReconWithKL(vae), optimizer, lr_sched)
+    layout = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
+    model, optimizer, lr_sched = accelerator.prepare(ReconWithKL(vae).to(memory_format=layout), optimizer, lr_sched)
     model.train()
     loop = StepLoop("train_vae", accelerator, cfg.steps, state, stop_after, progress)
     for step in loop:
         rng = step_rng(seed, step, accelerator.process_index)
-        x = to_unit(source.sample(rng, cfg.batch_size), accelerator.device)
+        x = to_unit(source.sample(rng, cfg.batch_size), accelerator.device).contiguous(memory_format=layout)
         gen = torch.Generator(accelerator.device).manual_seed(int(rng.integers(SEED_SPACE)))
         recon, kl = model(x, gen)
         loss, parts = vae_loss(recon, kl, x, cfg)
@@ -140,7 +141,8 @@ def train_vae(cfg: VaeConfig, train_cfg: TrainConfig, source: FrameSource, check
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 save_checkpoint(checkpoint_dir, {"vae": accelerator.unwrap_model(model).vae}, optimizer, lr_sched,
                                 {"step": done, "fingerprint": key, "loss_ema": loop.loss_ema})
-    vae = accelerator.unwrap_model(model).vae.eval()
+    # safetensors (save_pretrained) stores contiguous tensors only
+    vae = accelerator.unwrap_model(model).vae.to(memory_format=torch.contiguous_format).eval()
     return VaeTrainResult(vae, loop.start, loop.last_step, loop.loss_ema)
 
 
