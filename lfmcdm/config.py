@@ -87,8 +87,8 @@ class TrainConfig(Section):
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     num_workers: int = Field(0, ge=0, description="DataLoader workers")
     torch_threads: int = Field(0, ge=0, description="0 = leave torch's default")
-    channels_last: bool = Field(True, description="convolutional models (the VAE) train in channels-last memory "
-                                "format: the same arithmetic, ~20% faster steps on CPU (oneDNN)")
+    channels_last: bool = Field(True, description="the VAE trains and bulk-encodes (cache_latents) in "
+                                "channels-last memory format: the same model, ~20% faster on CPU (oneDNN)")
 
 
 class Params(Section):

@@ -218,6 +218,9 @@ def test_vae_channels_last_trains_the_same_model_and_saves(tmp_path):
     with torch.no_grad():
         assert torch.equal(vae(x, sample_posterior=False).sample,
                            load_vae(tmp_path / "vae")(x, sample_posterior=False).sample)
+    frames = source.spread(6)  # cache_latents encodes channels-last: the same latents up to rounding
+    np.testing.assert_allclose(encode_frames(load_vae(tmp_path / "vae", channels_last=True), frames, 4),
+                               encode_frames(load_vae(tmp_path / "vae"), frames, 4), atol=1e-5)
 
 # --- sampling -----------------------------------------------------------------------------------------------------
 

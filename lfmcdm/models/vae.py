@@ -36,10 +36,11 @@ def build_vae(cfg: VaeConfig, frame_size: int) -> AutoencoderKL:
     )
 
 
-def load_vae(path: str | Path, device: torch.device | str = "cpu") -> AutoencoderKL:
-    """A saved VAE in eval mode."""
+def load_vae(path: str | Path, device: torch.device | str = "cpu", channels_last: bool = False) -> AutoencoderKL:
+    """A saved VAE in eval mode; ``channels_last`` for bulk encoding (oneDNN's convolutions ~20% faster on CPU)."""
     vae = AutoencoderKL.from_pretrained(str(path))
-    return vae.to(device).eval()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return vae.to(device, memory_format=layout).eval()
 
 
 def latent_shape(vae: AutoencoderKL) -> tuple[int, int, int]:

@@ -59,7 +59,7 @@ def run(ctx) -> dict:
     vae_dir = layout.model_dir("vae")
     if not (vae_dir / "config.json").exists():
         raise FileNotFoundError(f"{vae_dir}: no trained VAE; run `lfmcdm stage train_vae` first")
-    vae = load_vae(vae_dir, resolve_device(ctx.params.train))
+    vae = load_vae(vae_dir, resolve_device(ctx.params.train), ctx.params.train.channels_last)
     channels, h, w = latent_shape(vae)
     rows = read_videos(layout)
     latents = layout.latents
