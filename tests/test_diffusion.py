@@ -176,15 +176,24 @@ def test_resume_after_kill_continues_from_the_checkpoint_and_matches(tmp_path):
     assert (again.start_step, again.end_step) == (4, 4)  # finished: nothing to redo
 
 
-def test_vae_resume_after_kill(tmp_path):
-    layout = Layout(tmp_path)
-    rng = np.random.default_rng(0)
+def _random_frames(root: Path, seed: int) -> FrameSource:
+    """Three 6-frame 32 px random clips, for VAE training tests."""
+    layout = Layout(root)
+    rng = np.random.default_rng(seed)
     rows = [{"file_name": f"c{i}", "n_frames": 6} for i in range(3)]
     for r in rows:
         save_npy(layout.clip(r["file_name"]), rng.integers(0, 255, (6, 32, 32), dtype=np.uint8))
-    source = FrameSource.from_rows(layout, rows)
-    cfg = VaeConfig(block_out_channels=[8, 8], norm_num_groups=4, steps=4, checkpoint_every=2, batch_size=2,
-                    warmup_steps=0)
+    return FrameSource.from_rows(layout, rows)
+
+
+def _tiny_vae_cfg(steps: int, checkpoint_every: int) -> VaeConfig:
+    return VaeConfig(block_out_channels=[8, 8], norm_num_groups=4, steps=steps, checkpoint_every=checkpoint_every,
+                     batch_size=2, warmup_steps=0)
+
+
+def test_vae_resume_after_kill(tmp_path):
+    source = _random_frames(tmp_path, 0)
+    cfg = _tiny_vae_cfg(steps=4, checkpoint_every=2)
     train = tiny_params(train={"device": "cpu"}).train
     killed = train_vae(cfg, train, source, tmp_path / "ck", seed=0, frame_size=32, progress=False, stop_after=3)
     assert killed.end_step == 3 and json.loads((tmp_path / "ck/state.json").read_text())["step"] == 2
@@ -195,18 +204,11 @@ def test_vae_resume_after_kill(tmp_path):
     assert other.start_step == 0  # other settings: the old checkpoint is not resumed
 
 
-
 def test_vae_channels_last_trains_the_same_model_and_saves(tmp_path):
     """train.channels_last only reorders memory: same losses (up to summation order); the returned VAE is
     contiguous again, so ``save_pretrained`` (safetensors) takes it and the reload reconstructs the same."""
-    layout = Layout(tmp_path)
-    rng = np.random.default_rng(1)
-    rows = [{"file_name": f"c{i}", "n_frames": 6} for i in range(3)]
-    for r in rows:
-        save_npy(layout.clip(r["file_name"]), rng.integers(0, 255, (6, 32, 32), dtype=np.uint8))
-    source = FrameSource.from_rows(layout, rows)
-    cfg = VaeConfig(block_out_channels=[8, 8], norm_num_groups=4, steps=3, checkpoint_every=3, batch_size=2,
-                    warmup_steps=0)
+    source = _random_frames(tmp_path, 1)
+    cfg = _tiny_vae_cfg(steps=3, checkpoint_every=3)
     results = {flag: train_vae(cfg, tiny_params(train={"device": "cpu", "channels_last": flag}).train, source,
                                tmp_path / f"ck{flag}", seed=0, frame_size=32, progress=False)
                for flag in (True, False)}
