@@ -16,8 +16,8 @@ export DO_NOT_TRACK := 1
 # uv (itself pinned in the lock, installed first by pip with its hashes) installs the lock: ~35 s
 # against pip's ~105 s. --compile-bytecode as pip does: with PYTHONDONTWRITEBYTECODE set (as on CI),
 # a venv without .pyc files recompiles torch/diffusers/mlflow in every stage process (~8 s each).
-# `uv pip sync` removes whatever the lock does not name, so an old .venv ends up exactly like a new one. uv reads no pip.conf: a local wheel folder (PIP_FIND_LINKS, e.g. the CPU
-# torch wheel) is passed on.
+# `uv pip sync` removes whatever the lock does not name, so an old .venv ends up exactly like a new
+# one. uv reads no pip.conf: a local wheel folder (PIP_FIND_LINKS, e.g. the CPU torch wheel) is passed on.
 UV_FIND_LINKS := $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
 $(VENV)/.installed: $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

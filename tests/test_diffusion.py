@@ -24,7 +24,7 @@ from lfmcdm.eval.cavity import cavity_areas, lv_region, pearson
 from lfmcdm.layout import Layout
 from lfmcdm.models.conditioning import dropout_mask
 from lfmcdm.models.pipeline import MCDMPipeline
-from lfmcdm.models.vae import build_vae, decode_latents, encode_frames, load_vae
+from lfmcdm.models.vae import build_vae, decode_latents, encode_frames, load_vae, to_unit
 from lfmcdm.settings.diffusion import CavityConfig, DiffusionConfig, VaeConfig
 from lfmcdm.stages import run_stage
 from lfmcdm.train.diffusion import (build_mcdm, diffusion_loss, sample_timesteps, make_ema, make_noise_scheduler, masked_mse,
@@ -216,13 +216,14 @@ def test_vae_channels_last_trains_the_same_model_and_saves(tmp_path):
     vae = results[True].vae
     assert all(p.is_contiguous() for p in vae.parameters())
     vae.save_pretrained(tmp_path / "vae")
-    x = torch.from_numpy(source.spread(4).astype(np.float32) / 127.5 - 1).unsqueeze(1)
+    x = to_unit(source.spread(4))
     with torch.no_grad():
         assert torch.equal(vae(x, sample_posterior=False).sample,
                            load_vae(tmp_path / "vae")(x, sample_posterior=False).sample)
     frames = source.spread(6)  # cache_latents encodes channels-last: the same latents up to rounding
     np.testing.assert_allclose(encode_frames(load_vae(tmp_path / "vae", channels_last=True), frames, 4),
                                encode_frames(load_vae(tmp_path / "vae"), frames, 4), atol=1e-5)
+
 
 # --- sampling -----------------------------------------------------------------------------------------------------
 

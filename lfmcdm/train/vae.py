@@ -19,7 +19,7 @@ from lfmcdm.config import TrainConfig
 from lfmcdm.data.tables import load_clip
 from lfmcdm.eval.recon_quality import psnr, ssim
 from lfmcdm.layout import Layout
-from lfmcdm.models.vae import build_vae, to_unit
+from lfmcdm.models.vae import build_vae, memory_format, to_unit
 from lfmcdm.settings.diffusion import VaeConfig
 from lfmcdm.train.accel import (SEED_SPACE, StepLoop, fingerprint, log_curve, make_accelerator,
                                 step_rng)
@@ -118,13 +118,13 @@ def train_vae(cfg: VaeConfig, train_cfg: TrainConfig, source: FrameSource, check
                              num_training_steps=cfg.steps * n)
     key = fingerprint(run_settings(cfg, frame_size, seed, data_key))
     state = resume(checkpoint_dir, key, "train_vae", {"vae": vae}, optimizer, lr_sched)
-    layout = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
-    model, optimizer, lr_sched = accelerator.prepare(ReconWithKL(vae).to(memory_format=layout), optimizer, lr_sched)
+    fmt = memory_format(train_cfg.channels_last)
+    model, optimizer, lr_sched = accelerator.prepare(ReconWithKL(vae).to(memory_format=fmt), optimizer, lr_sched)
     model.train()
     loop = StepLoop("train_vae", accelerator, cfg.steps, state, stop_after, progress)
     for step in loop:
         rng = step_rng(seed, step, accelerator.process_index)
-        x = to_unit(source.sample(rng, cfg.batch_size), accelerator.device).contiguous(memory_format=layout)
+        x = to_unit(source.sample(rng, cfg.batch_size), accelerator.device).contiguous(memory_format=fmt)
         gen = torch.Generator(accelerator.device).manual_seed(int(rng.integers(SEED_SPACE)))
         recon, kl = model(x, gen)
         loss, parts = vae_loss(recon, kl, x, cfg)
