@@ -45,7 +45,7 @@ PIPELINE = {
                   "motion_eval": {"videos": 1, "steps": 3}},
     "distill": {"steps": 4, "batch_size": 2, "checkpoint_every": 2, "log_every": 2, "eval_videos": 1, "teacher_steps": 3},
     "synthesis": {"n_videos": 4, "steps": 3, "shard_size": 2, "batch_size": 2},
-    "evaluate": {"ef": {"steps": 10, "min_test_videos": 2}},
+    "evaluate": {"ef": {"steps": 10, "min_test_videos": 2, "repeats": 2}},
 }
 
 

@@ -26,7 +26,7 @@ from lfmcdm.data.tables import load_clip, read_videos
 from lfmcdm.data.video_io import write_gray
 from lfmcdm.eval import encoders
 from lfmcdm.eval.diversity import mean_pairwise_distance
-from lfmcdm.eval.ef_regressor import fit_and_score, mae, prepare_video
+from lfmcdm.eval.ef_regressor import EfVideo, fit_and_score, mae, prepare_video
 from lfmcdm.eval.frechet import frechet_between, frechet_distance
 from lfmcdm.eval.metric_catalog import KEYS
 from lfmcdm.eval.motion_fidelity import align_at, align_curves, pearson, shuffled_partners
@@ -148,7 +148,7 @@ def test_ef_regressor_beats_predicting_the_mean():
     # A4C phantom's EF (55 +/- 12 %, four chambers) is a harder target for this 250-step regressor
     cfg_ph = phantom.PhantomConfig(kind="ellipse", n_videos=40, n_frames={"low": 48, "high": 56}, size=64)
     specs = phantom.sample_specs(cfg_ph, seed=5)
-    cfg = EfRegressorConfig(size=32, steps=250)
+    cfg = EfRegressorConfig(size=32, steps=250, repeats=1)
     videos = [prepare_video(s.name, phantom.render(s), s.fps, s.ef, cfg) for s in specs]
     train, test = videos[:28], videos[28:]
     result = fit_and_score(train, test, cfg, seed=0)
@@ -158,6 +158,17 @@ def test_ef_regressor_beats_predicting_the_mean():
     assert result.r2 > 0.5
     again = fit_and_score(train, test, cfg, seed=0)
     np.testing.assert_allclose(again.predictions, result.predictions, rtol=1e-5)  # seeded
+
+
+def test_ef_regressor_scores_the_mean_of_its_repeats():
+    rng = np.random.default_rng(0)
+    cfg = EfRegressorConfig(size=8, frames=4, channels=(4,), steps=5, batch_size=4)
+    videos = [EfVideo(f"v{i}", rng.random((6, 8, 8), dtype=np.float32), float(30 + 5 * i)) for i in range(6)]
+    train, test = videos[:4], videos[4:]
+    singles = [fit_and_score(train, test, cfg.model_copy(update={"repeats": 1}), seed=s).predictions for s in (3, 4, 5)]
+    ensemble = fit_and_score(train, test, cfg.model_copy(update={"repeats": 3}), seed=3)
+    assert not np.allclose(singles[0], singles[1])  # the seed matters: that is why there are repeats
+    np.testing.assert_allclose(ensemble.predictions, np.mean(singles, axis=0), rtol=1e-5)
 
 
 # --- the stage and its report ---------------------------------------------------------------------------------
@@ -264,7 +275,7 @@ def evaluated(tmp_path_factory):
     # phantom's phase (t * hr / 60 + phase0); the A4C phantom's beats have their own lengths
     params = tiny_params(phantom={"kind": "ellipse", "n_videos": 14, "n_frames": {"low": 48, "high": 64}},
                          synthesis={"cohort": COHORT},
-                         evaluate={"ef": {"steps": 40, "min_test_videos": 4}, "report": {"grid_videos": 3}})
+                         evaluate={"ef": {"steps": 40, "min_test_videos": 4, "repeats": 2}, "report": {"grid_videos": 3}})
     ctx = StageContext(params=params, layout=Layout(root), progress=False)
     phantom_stage.run(ctx)
     ingest.run(ctx)

@@ -31,6 +31,8 @@ class EfRegressorConfig(Section):
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     test_windows: int = Field(4, ge=1, description="evenly spaced windows averaged per test video")
+    repeats: int = Field(5, ge=1, description="regressors trained per training set (seeds seed, seed + 1, ...); their mean "
+                         "prediction is scored: one tiny CNN on a few dozen videos moves R^2 by +/-0.3 with its seed alone")
     test_splits: tuple[Split, ...] = Field(("TEST",), min_length=1, description="real videos the regressors are scored on")
     min_test_videos: int = Field(12, ge=1, description="fewer test videos than this: VAL videos are added")
     train_splits: tuple[Split, ...] = Field(("TRAIN",), min_length=1, description="real videos of training set (a)")
