@@ -31,8 +31,9 @@ class SynthesisConfig(Section):
     motion_splits: tuple[Split, ...] = ("TRAIN",)
     ef_range: Range | None = None  # ef_targeted: donors whose EF lies in this range
     sampler: Literal["dpmsolver++", "ddim", "ddpm", "lcm"] = Field(
-        "lcm", description="lcm: the distilled student (models/distill), 1-4 steps, unguided")
-    steps: int = Field(4, gt=0)
+        "dpmsolver++", description="lcm: the distilled student (models/distill), 1-4 steps, unguided; the demo's "
+        "40-step student shrinks the donor's stroke, so the teacher makes the default cohort (docs/benchmarks.md)")
+    steps: int = Field(10, gt=0)
     guidance_scale: float = Field(2.0, ge=0)
     n_frames: int | None = Field(None, gt=0, description="None = the model's window; longer = overlapping windows")
     window_overlap: int = Field(4, ge=0)
