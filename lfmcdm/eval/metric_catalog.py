@@ -22,6 +22,8 @@ class MetricInfo:
 GROUPS = ("Cohort", "Quality (Fréchet distances)", "Motion fidelity", "Diversity", "Privacy", "Downstream EF regression")
 
 _M = MetricInfo
+_EF_ON_TEST = "EF {} on real test videos (mean prediction of evaluate.ef.repeats regressors)"
+
 CATALOG: tuple[MetricInfo, ...] = (
     _M("synthetic_videos", "Cohort", "synthetic videos evaluated", "shipped (privacy-passing) videos of the cohort that were scored"),
     _M("real_reference_videos", "Cohort", "real reference videos", "real videos the cohort is compared with (evaluate.reference_splits)"),
@@ -82,12 +84,12 @@ CATALOG: tuple[MetricInfo, ...] = (
        "privacy-passing FileList.csv rows with a donor EF made from no test patient (neither motion nor appearance)"),
     _M("ef_mae_mean_baseline", "Downstream EF regression", "MAE: predict the training mean",
        "EF MAE (percentage points) of always predicting the real training mean", "lower"),
-    _M("ef_mae_real", "Downstream EF regression", "MAE (a) trained on real", "EF MAE on real test videos (mean prediction of evaluate.ef.repeats regressors)", "lower"),
-    _M("ef_r2_real", "Downstream EF regression", "R² (a) trained on real", "EF R² on real test videos (mean prediction of evaluate.ef.repeats regressors)", "higher"),
-    _M("ef_mae_synthetic", "Downstream EF regression", "MAE (b) trained on synthetic", "EF MAE on real test videos (mean prediction of evaluate.ef.repeats regressors)", "lower"),
-    _M("ef_r2_synthetic", "Downstream EF regression", "R² (b) trained on synthetic", "EF R² on real test videos (mean prediction of evaluate.ef.repeats regressors)", "higher"),
-    _M("ef_mae_both", "Downstream EF regression", "MAE (c) trained on both", "EF MAE on real test videos (mean prediction of evaluate.ef.repeats regressors)", "lower"),
-    _M("ef_r2_both", "Downstream EF regression", "R² (c) trained on both", "EF R² on real test videos (mean prediction of evaluate.ef.repeats regressors)", "higher"),
+    _M("ef_mae_real", "Downstream EF regression", "MAE (a) trained on real", _EF_ON_TEST.format("MAE"), "lower"),
+    _M("ef_r2_real", "Downstream EF regression", "R² (a) trained on real", _EF_ON_TEST.format("R²"), "higher"),
+    _M("ef_mae_synthetic", "Downstream EF regression", "MAE (b) trained on synthetic", _EF_ON_TEST.format("MAE"), "lower"),
+    _M("ef_r2_synthetic", "Downstream EF regression", "R² (b) trained on synthetic", _EF_ON_TEST.format("R²"), "higher"),
+    _M("ef_mae_both", "Downstream EF regression", "MAE (c) trained on both", _EF_ON_TEST.format("MAE"), "lower"),
+    _M("ef_r2_both", "Downstream EF regression", "R² (c) trained on both", _EF_ON_TEST.format("R²"), "higher"),
 )
 
 KEYS: tuple[str, ...] = tuple(m.key for m in CATALOG)
