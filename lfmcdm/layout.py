@@ -66,6 +66,11 @@ class Layout:
         return self.root / "data/interim/videos.parquet"
 
     @property
+    def phase(self) -> Path:
+        """Label-free ED/ES of every clip (stage pseudo_labels)."""
+        return self.root / "data/interim/phase.parquet"
+
+    @property
     def rejected(self) -> Path:
         return self.root / "data/interim/rejected.parquet"
 

@@ -25,7 +25,7 @@ def stage_outputs(name: str, params: Params, layout: Layout) -> list[Path]:
     folders = {
         "phantom": [(layout.root / params.phantom.out_dir).parent],
         "ingest": [interim, layout.clips, layout.reports / "validation"],
-        "pseudo_labels": [interim, layout.checkpoints],
+        "pseudo_labels": [interim, layout.checkpoints, layout.reports / "phase_validation"],
         "train_mafe": [layout.models, layout.checkpoints],
         "motion_bank": [layout.motion.parent],
         "train_vae": [layout.models, layout.checkpoints],

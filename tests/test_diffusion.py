@@ -26,7 +26,7 @@ from lfmcdm.models.conditioning import dropout_mask
 from lfmcdm.models.pipeline import MCDMPipeline
 from lfmcdm.models.vae import build_vae, decode_latents, encode_frames, load_vae, to_unit
 from lfmcdm.settings.diffusion import CavityConfig, DiffusionConfig, VaeConfig
-from lfmcdm.stages import run_stage
+from lfmcdm.stages import StageContext, pseudo_labels, run_stage
 from lfmcdm.train.diffusion import (build_mcdm, diffusion_loss, sample_timesteps, make_ema, make_noise_scheduler, masked_mse,
                                     train_mcdm)
 from lfmcdm.data.video_windows import LatentWindows, window_indices
@@ -335,6 +335,7 @@ def staged(phantom_dir, tmp_path_factory):
     )
     run_stage("ingest", params, root, progress=False)
     layout = Layout(root)
+    pseudo_labels.write_phase(StageContext(params=params, layout=layout, progress=False))
     rows = read_videos(layout)
     rng = np.random.default_rng(0)
     schema = pa.schema([("file_name", pa.string()), ("split", pa.string()),

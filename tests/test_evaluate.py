@@ -33,7 +33,7 @@ from lfmcdm.eval.motion_fidelity import align_at, align_curves, pearson, shuffle
 from lfmcdm.layout import Layout
 from lfmcdm.settings.evaluate import EfRegressorConfig
 from lfmcdm.stages import StageContext, run_stage
-from lfmcdm.stages import ingest
+from lfmcdm.stages import ingest, pseudo_labels
 from lfmcdm.stages import phantom as phantom_stage
 
 from .conftest import REPO, tiny_params
@@ -279,6 +279,7 @@ def evaluated(tmp_path_factory):
     ctx = StageContext(params=params, layout=Layout(root), progress=False)
     phantom_stage.run(ctx)
     ingest.run(ctx)
+    pseudo_labels.write_phase(ctx)
     fake_models_and_features(ctx.layout, ctx.params.mafe.bank_times_s)
     write_fake_cohort(params, ctx.layout, COHORT, n=9)
     _log_fake_training_run(params, root)

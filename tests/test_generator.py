@@ -9,8 +9,10 @@ import sys
 import textwrap
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
+
+from lfmcdm.data.tables import read_videos
+from lfmcdm.layout import Layout
 
 from .conftest import subprocess_env
 
@@ -30,8 +32,7 @@ FRESH_PROCESS = textwrap.dedent('''
 
 
 def _videos(root, split: str) -> str:
-    rows = [r for r in pq.read_table(root / "data/interim/videos.parquet").to_pylist()
-            if r["split"] == split and r["ed_frame"] is not None and r["es_frame"] is not None]
+    rows = read_videos(Layout(root), (split,))  # usable: with a label-free ED and ES
     return str(root / "data/raw/phantom/Videos" / f"{rows[0]['file_name']}.avi")
 
 

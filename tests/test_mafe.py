@@ -26,6 +26,7 @@ from lfmcdm.models.inter_frame_attention import window_mask, window_partition, w
 from lfmcdm.models.mafe import MAFE, load_mafe, save_mafe
 from lfmcdm.settings.mafe import PAPER_MODEL, MafeConfig, MafeModelConfig
 from lfmcdm.stages.ingest import VIDEOS_SCHEMA
+from lfmcdm.stages.pseudo_labels import PHASE_SCHEMA
 from lfmcdm.train.mafe import loss_terms, train_mafe
 from lfmcdm.train.mafe_augment import PairAugment
 from .conftest import tiny_params
@@ -43,7 +44,7 @@ def _write_dataset(root: Path, n_videos: int = 8, with_pseudo: bool = True) -> N
     layout = Layout(root)
     cfg = PhantomConfig(n_videos=n_videos, n_frames={"low": 30, "high": 36}, size=SIZE,
                         splits={"TRAIN": 0.75, "VAL": 0.125, "TEST": 0.125})  # 6 TRAIN: whole batches of 2
-    rows = []
+    rows, phases = [], []
     for spec in phantom.sample_specs(cfg, seed=3):
         clip = phantom.render(spec)
         save_npy(layout.clip(spec.name), clip)
@@ -56,8 +57,10 @@ def _write_dataset(root: Path, n_videos: int = 8, with_pseudo: bool = True) -> N
             save_npy(layout.reid / f"{spec.name}.npy", (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float16))
         rows.append({"file_name": spec.name, "split": spec.split, "source_fps": spec.fps, "fps": spec.fps,
                      "n_frames": len(clip), "height": SIZE, "width": SIZE, "ef": spec.ef, "esv": None, "edv": None,
-                     "ed_frame": ed, "es_frame": es, "traced_ed": None, "traced_es": None, "sha256": "x", "status": "ok"})
+                     "traced_ed": None, "traced_es": None, "sha256": "x"})
+        phases.append({"file_name": spec.name, "ed_frame": ed, "es_frame": es, "status": "ok"})
     write_parquet(layout.videos, pa.Table.from_pylist(rows, schema=VIDEOS_SCHEMA))
+    write_parquet(layout.phase, pa.Table.from_pylist(phases, schema=PHASE_SCHEMA))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,9 @@ from lfmcdm.config import PhantomConfig, load_params
 from lfmcdm.settings.pseudo import PhaseConfig
 from lfmcdm.data import phantom, phantom_a4c
 from lfmcdm.data.phase import estimate_phase
+from lfmcdm.data.tables import read_videos
 from lfmcdm.data.video_io import write_gray
+from lfmcdm.layout import Layout
 from lfmcdm.models.reid import build_encoder, embed_frames, load_reid
 from lfmcdm.pseudo import metrics
 from lfmcdm.pseudo.flow import compute_flow, end_point_error, flow_pairs, video_flows, warp_backward
@@ -371,17 +373,18 @@ def test_stage_end_to_end_on_tiny_phantom(tmp_path, monkeypatch):
     black = np.zeros((specs[names[1]].n_frames, *clip.shape[1:]), np.uint8)
     write_gray(src / "Videos" / f"{names[1]}.avi", black, specs[names[1]].fps)  # a black video
     run_stage("ingest", params, tmp_path, progress=False)
+    assert len(pq.read_table(tmp_path / "data/interim/videos.parquet")) == 8  # ingest keeps every decodable clip
 
-    videos = {r["file_name"]: r for r in pq.read_table(tmp_path / "data/interim/videos.parquet").to_pylist()}
+    metrics = run_stage("pseudo_labels", params, tmp_path, progress=False)
+    assert set(metrics) == METRIC_KEYS
+    assert set(json.loads((tmp_path / "metrics/pseudo_labels.json").read_text())) == METRIC_KEYS
+    videos = {r["file_name"]: r for r in read_videos(Layout(tmp_path), usable_only=False)}
     assert len(videos) == 8  # flagged clips keep their row...
     assert "motion" in videos[names[0]]["status"] and "blank" in videos[names[1]]["status"]
     assert (tmp_path / "data/interim/clips" / f"{names[0]}.npy").exists()  # ...and their clip
     ok = [r for r in videos.values() if r["status"] == "ok"]
     assert len(ok) == 6 and all(0 <= r["ed_frame"] < r["es_frame"] - 1 < r["n_frames"] for r in ok)
-
-    metrics = run_stage("pseudo_labels", params, tmp_path, progress=False)
-    assert set(metrics) == METRIC_KEYS
-    assert set(json.loads((tmp_path / "metrics/pseudo_labels.json").read_text())) == METRIC_KEYS
+    assert {r["file_name"] for r in read_videos(Layout(tmp_path))} == {r["file_name"] for r in ok}
     from lfmcdm.pseudo.metrics import reference_frames
 
     truth = phantom.load_truth(src)

@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lfmcdm.atomic import save_npy
-from lfmcdm.data.phase import estimate_phase
 from lfmcdm.data.video_io import VideoDecodeError, VideoHeader, VideoRefused, read_gray, resample_indices, sniff_image
-from lfmcdm.settings.pseudo import PhaseConfig
 
 TRUNCATED_SHARE = 0.9  # fewer decoded frames than this share of NumberOfFrames = truncated file
 
@@ -33,7 +31,6 @@ class ClipJob:
     target_fps: float
     frame_size: int
     min_frames: int
-    phase: PhaseConfig  # label-free ED/ES knobs (params pseudo.phase)
     dataset_root: str  # symlinks may not lead outside it
     max_bytes: int  # data.max_video_mb, in bytes
     max_frames: int  # data.max_frames
@@ -46,12 +43,6 @@ class ClipResult:
     reason: str | None = None  # None = kept
     n_frames: int = 0
     sha256: str = ""
-    ed_frame: int | None = None  # label-free phase, clip indices (None when flagged)
-    es_frame: int | None = None
-    phase_status: str = "ok"  # 'ok' or why no phase could be estimated (the clip is still kept)
-    ed_frames: tuple[int, ...] = ()  # every beat's ED and ES (clip indices), empty when flagged
-    es_frames: tuple[int, ...] = ()
-    phase_confidence: float | None = None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -148,10 +139,10 @@ def load_clip(job: ClipJob) -> tuple[np.ndarray | None, str | None]:
 
 
 def ingest_one(job: ClipJob) -> ClipResult:
-    """Worker entry point: write the clip atomically; report frame count, checksum and label-free phase.
+    """Worker entry point: write the clip atomically; report its frame count and the source's checksum.
 
-    The phase is estimated here, where the clip is already in memory, instead of re-reading every
-    clip in a later stage.
+    The label-free phase is not estimated here but by stage pseudo_labels (lfmcdm/pseudo/phase_labels.py),
+    so ingest does no more than EchoNet's own loader does and keeps pace with the decoder.
     """
     try:
         clip, reason = load_clip(job)
@@ -160,8 +151,4 @@ def ingest_one(job: ClipJob) -> ClipResult:
     if clip is None:
         return ClipResult(job.file_name, reason=reason)
     save_npy(job.clip_path, clip)
-    phase = estimate_phase(clip, job.target_fps, job.phase)
-    return ClipResult(job.file_name, n_frames=len(clip), sha256=sha256_file(job.video_path),
-                      ed_frame=phase.ed, es_frame=phase.es, phase_status=phase.status,
-                      ed_frames=tuple(phase.eds) if phase.ok else (), es_frames=tuple(phase.ess) if phase.ok else (),
-                      phase_confidence=phase.confidence)
+    return ClipResult(job.file_name, n_frames=len(clip), sha256=sha256_file(job.video_path))

@@ -1,6 +1,6 @@
 """The label-free (ED, ES) frame pair of each video and its middle frame: MAFE's unit of data.
 
-``videos.parquet`` gives each video's label-free ``ed_frame``/``es_frame`` (pseudo_labels stage);
+``phase.parquet`` gives each video's label-free ``ed_frame``/``es_frame`` (pseudo_labels stage);
 the middle frame ``mid = (ed + es) // 2`` is the interpolation target, and the flow contract's
 entries 2 and 3 are the pseudo flows MID->ED and MID->ES.
 """

@@ -11,15 +11,26 @@ from lfmcdm.layout import Layout
 
 
 def read_videos(layout: Layout, splits: tuple[str, ...] | None = None, usable_only: bool = True) -> list[dict]:
-    """Rows of ``videos.parquet`` (optionally only some splits, and only rows with status ``ok``)."""
+    """Rows of ``videos.parquet`` with their label-free phase from ``phase.parquet`` (optionally only some
+    splits, and only rows with status ``ok``: a phase was found)."""
+    ingested = read_ingested(layout, splits)
+    if not layout.phase.exists():
+        raise FileNotFoundError(f"{layout.phase}: not found; run `lfmcdm stage pseudo_labels` first")
+    phase = {r["file_name"]: r for r in pq.read_table(layout.phase).to_pylist()}
+    missing = [row["file_name"] for row in ingested if row["file_name"] not in phase]
+    if missing:
+        raise ValueError(f"{layout.phase}: no phase for {len(missing)} ingested videos (first: {missing[0]}); "
+                         "it is older than videos.parquet: run `lfmcdm stage pseudo_labels`")
+    rows = [{**row, **phase[row["file_name"]]} for row in ingested]
+    return [r for r in rows if r["status"] == "ok"] if usable_only else rows
+
+
+def read_ingested(layout: Layout, splits: tuple[str, ...] | None = None) -> list[dict]:
+    """Rows of ``videos.parquet`` as ingest wrote them (no phase yet)."""
     if not layout.videos.exists():
         raise FileNotFoundError(f"{layout.videos}: not found; run `lfmcdm stage ingest` first")
     rows = pq.read_table(layout.videos).to_pylist()
-    if usable_only:
-        rows = [r for r in rows if r["status"] == "ok"]
-    if splits:
-        rows = [r for r in rows if r["split"] in splits]
-    return rows
+    return [r for r in rows if r["split"] in splits] if splits else rows
 
 
 def load_clip(layout: Layout, file_name: str, mmap: bool = True) -> np.ndarray:

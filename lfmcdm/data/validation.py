@@ -138,3 +138,17 @@ def manifest_checks(frame_size: int, target_fps: float, min_frames: int) -> list
         Check(between, {"column": "fps", "min_value": target_fps - 1e-6, "max_value": target_fps + 1e-6}),
         Check(between, {"column": "ef", "min_value": 0, "max_value": 100}),
     ]
+
+
+def phase_checks() -> list[Check]:
+    """phase.parquet: one row per clip, a status on each, usable rows with their ED before their ES frame."""
+    between = "ExpectColumnValuesToBeBetween"
+    return [
+        Check("ExpectColumnValuesToBeUnique", {"column": "file_name"}),
+        Check("ExpectColumnValuesToNotBeNull", {"column": "status"}),
+        Check(between, {"column": "ed_frame", "min_value": 0}),
+        Check(between, {"column": "es_frame", "min_value": 0}),
+        Check(between, {"column": "phase_confidence", "min_value": 0, "max_value": 1}),
+        Check("ExpectColumnPairValuesAToBeGreaterThanB",
+              {"column_A": "es_frame", "column_B": "ed_frame", "ignore_row_if": "either_value_is_missing"}),
+    ]

@@ -47,7 +47,7 @@ class LatentWindows:
     n_frames: int
     reference: str = "window_start"  # or "random"
     window_start: str = "random"  # or "ed"
-    ed_frames: list[int | None] | None = None  # label-free ED per video (videos.parquet ed_frame)
+    ed_frames: list[int | None] | None = None  # label-free ED per video (phase.parquet ed_frame)
 
     @classmethod
     def from_rows(cls, latents_dir: Path, rows: list[dict], motion: dict[str, np.ndarray], clip_fps: float,

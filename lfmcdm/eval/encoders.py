@@ -5,7 +5,7 @@ features are computed the same way:
 
 * ReID frame embeddings: :func:`lfmcdm.models.reid.embed_frames` with ``models/reid/``
   (the same encoder wrote ``data/interim/reid/``);
-* label-free ED/ES: :func:`lfmcdm.data.phase.estimate_phase` (what ingest stores in videos.parquet);
+* label-free ED/ES: :func:`lfmcdm.data.phase.estimate_phase` (what pseudo_labels stores in phase.parquet);
 * MAFE motion vectors: the motion bank's encoding (``lfmcdm.models.motion_vectors``: the
   trajectory pairs from the label-free ED at ``mafe.bank_times_s``, encoded and concatenated);
 * cavity area: :func:`lfmcdm.eval.cavity.cavity_areas` (the diffusion stage's motion_area_r measurement).
@@ -49,7 +49,7 @@ def reid_frame_embeddings(model, video: np.ndarray, batch_size: int) -> np.ndarr
 
 
 def label_free_phase(video: np.ndarray, fps: float, cfg) -> tuple[int, int] | None:
-    """(ED, ES) frame indices of ``video`` from the same estimator ingest uses, or None when flagged."""
+    """(ED, ES) frame indices of ``video`` from the same estimator pseudo_labels uses, or None when flagged."""
     from lfmcdm.data.phase import estimate_phase
 
     estimate = estimate_phase(np.asarray(video), fps, cfg)

@@ -3,7 +3,7 @@
 For a few held-out phantom videos, generate a video from the donor's own reference frame and its
 own motion vector, then correlate the donor's cavity-area curve with the generated one (the same
 :func:`lfmcdm.eval.cavity.cavity_areas` on both, over the donor's real frames of the window).
-Windows start at the donor's label-free end-diastole (videos.parquet ed_frame; the phantom's first
+Windows start at the donor's label-free end-diastole (phase.parquet ed_frame; the phantom's first
 true ED where it is unknown), as synthesis does, so the reference frame fixes the phase: from one
 frame alone, "about to contract" and "about to fill" look alike.
 """

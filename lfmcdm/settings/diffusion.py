@@ -113,7 +113,7 @@ class DiffusionConfig(Section):
     motion_tokens: int = Field(1, ge=1, description="cross-attention tokens the motion vector is projected to")
     motion_hidden: int = Field(128, ge=1, description="hidden width of the motion projection MLP")
     window_start: Literal["ed", "random"] = Field(
-        "ed", description="ed: windows begin at the label-free end-diastole (videos.parquet ed_frame; random "
+        "ed", description="ed: windows begin at the label-free end-diastole (phase.parquet ed_frame; random "
                           "where unknown) so the reference has a known phase, as in synthesis; random: anywhere")
     reference: Literal["window_start", "random"] = Field(
         "window_start", description="reference frame: the window's first frame (anchors the phase) or any frame")

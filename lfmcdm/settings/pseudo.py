@@ -96,7 +96,7 @@ class FlowConfig(Section):
 
     method: Literal["dis", "farneback"] = "dis"
     pre_blur_sigma: float = Field(1.0, ge=0, description="Gaussian blur (px) applied to both frames to tame speckle")
-    workers: int = Field(0, ge=0, description="0 = one process per CPU core")
+    workers: int = Field(0, ge=0, description="processes estimating the phase, then the flows; 0 = one per CPU core")
     dis: DisConfig = DisConfig()
     farneback: FarnebackConfig = FarnebackConfig()
 

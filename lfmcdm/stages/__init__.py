@@ -45,7 +45,8 @@ class StageInfo:
         return f"lfmcdm.stages.{self.name}"
 
 
-_CLIPS = ("data/interim/videos.parquet", "data/interim/clips")
+_INGESTED = ("data/interim/videos.parquet", "data/interim/clips")
+_CLIPS = (*_INGESTED, "data/interim/phase.parquet")  # clips with their label-free phase (pseudo_labels)
 _PHANTOM_TRUTH = "data/raw/phantom"  # only its truth.parquet (phantom.out_dir), to measure label-free estimates
 _SYNTH_KEYS = tuple(f"synthesis.{k}" for k in (  # what evaluate reads of synthesis: the yardstick and the generator
     "cohort", "n_videos", "strategy", "appearance_splits", "motion_splits", "ef_range", "n_frames", "sampler", "steps",
@@ -58,10 +59,10 @@ STAGES: dict[str, StageInfo] = {
         StageInfo("phantom", "Generate the phantom EchoNet dataset (when no real data is configured).",
                   ("seed", "phantom", "data.echonet_root")),
         StageInfo("ingest", "Decode, resample and validate the source videos into clips + videos.parquet.",
-                  ("data", "pseudo.phase"), ("data/raw",)),
+                  ("data",), ("data/raw",)),
         StageInfo("pseudo_labels", "Label-free ED/ES phase, pseudo optical flow, self-supervised ReID.",
-                  ("seed", "pseudo.flow", "pseudo.reid", "train", "data.echonet_root", "phantom.out_dir"),
-                  (*_CLIPS, _PHANTOM_TRUTH)),
+                  ("seed", "pseudo.phase", "pseudo.flow", "pseudo.reid", "train", "data.echonet_root", "phantom.out_dir"),
+                  (*_INGESTED, _PHANTOM_TRUTH)),
         StageInfo("train_mafe", "Train the motion and appearance feature extractor (MAFE).",
                   ("seed", "mafe", "train"), (*_CLIPS, "data/interim/flow", "data/interim/reid"), "mafe"),
         StageInfo("motion_bank", "Encode every video's motion vector into data/processed/motion.parquet.",
@@ -81,7 +82,7 @@ STAGES: dict[str, StageInfo] = {
         StageInfo("synthesize", "Sample a synthetic cohort: videos, FileList.csv, manifest.parquet.",
                   ("seed", "synthesis", "pseudo.phase", "diffusion.motion_eval.cavity", "data.echonet_root", "train"),
                   ("models/mcdm", "models/distill", "models/vae", "models/reid", "data/processed/motion.parquet", "data/processed/latents",
-                   "data/interim/reid", "data/interim/videos.parquet"), "synthesis"),
+                   "data/interim/reid", "data/interim/videos.parquet", "data/interim/phase.parquet"), "synthesis"),
         StageInfo("evaluate", "Evaluate the cohort and write the HTML report.",
                   ("seed", "evaluate", *_SYNTH_KEYS, "pseudo.phase", "diffusion.motion_eval.cavity", "data.echonet_root",
                    "data.target_fps", "data.frame_size", "mafe.bank_times_s", "phantom.out_dir", "train"),

@@ -25,9 +25,7 @@ VIDEOS_SCHEMA = pa.schema([
     ("file_name", pa.string()), ("split", pa.string()), ("source_fps", pa.float64()), ("fps", pa.float64()),
     ("n_frames", pa.int32()), ("height", pa.int32()), ("width", pa.int32()),
     ("ef", pa.float64()), ("esv", pa.float64()), ("edv", pa.float64()),
-    ("ed_frame", pa.int32()), ("es_frame", pa.int32()), ("traced_ed", pa.int32()), ("traced_es", pa.int32()),
-    ("sha256", pa.string()), ("status", pa.string()),
-    ("ed_frames", pa.list_(pa.int32())), ("es_frames", pa.list_(pa.int32())), ("phase_confidence", pa.float64()),
+    ("traced_ed", pa.int32()), ("traced_es", pa.int32()), ("sha256", pa.string()),
 ])
 REJECTED_SCHEMA = pa.schema([("file_name", pa.string()), ("reason", pa.string()), ("source", pa.string())])
 
@@ -105,16 +103,13 @@ def _remove_stale_clips(clips: Path, kept: set[str]) -> int:
 
 
 def _record(row: echonet.FileRow, result: ClipResult, fps: float, size: int, traced) -> dict:
-    """One videos.parquet row; a clip whose phase is flagged keeps its row with the flag as status."""
+    """One videos.parquet row (the label-free phase is stage pseudo_labels' phase.parquet)."""
     to_clip = (lambda f: int(round(f * fps / row.fps))) if traced else None
     return {
         "file_name": row.file_name, "split": row.split, "source_fps": row.fps, "fps": fps, "n_frames": result.n_frames,
         "height": size, "width": size, "ef": row.ef, "esv": row.esv, "edv": row.edv,
-        "ed_frame": result.ed_frame, "es_frame": result.es_frame,
         "traced_ed": to_clip(traced[0]) if traced else None, "traced_es": to_clip(traced[1]) if traced else None,
-        "sha256": result.sha256, "status": result.phase_status,
-        "ed_frames": list(result.ed_frames), "es_frames": list(result.es_frames),
-        "phase_confidence": result.phase_confidence,
+        "sha256": result.sha256,
     }
 
 
@@ -122,9 +117,8 @@ def _jobs(ctx, src: Path, rows: list[echonet.FileRow]) -> list[ClipJob]:
     cfg = ctx.params.data
     return [
         ClipJob(r.file_name, str(src / "Videos" / f"{r.file_name}.avi"), str(ctx.layout.clip(r.file_name)),
-                r.fps, r.n_frames, cfg.target_fps, cfg.frame_size, cfg.min_frames, phase=ctx.params.pseudo.phase,
-                dataset_root=str(src), max_bytes=cfg.max_video_mb << 20, max_frames=cfg.max_frames,
-                fps_tolerance=cfg.fps_tolerance)
+                r.fps, r.n_frames, cfg.target_fps, cfg.frame_size, cfg.min_frames, dataset_root=str(src),
+                max_bytes=cfg.max_video_mb << 20, max_frames=cfg.max_frames, fps_tolerance=cfg.fps_tolerance)
         for r in rows
     ]
 

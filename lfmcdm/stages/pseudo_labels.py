@@ -1,10 +1,10 @@
-"""Stage ``pseudo_labels``: pseudo flow + self-supervised ReID for every usable video, and their quality.
+"""Stage ``pseudo_labels``: label-free phase, pseudo flow and self-supervised ReID for every clip, and their quality.
 
-The label-free phase (ED/ES) is computed earlier, by ingest's workers while each clip is in
-memory; this stage reads it from ``videos.parquet`` and only *measures* it. Outputs (docs/design.md):
-``data/interim/flow/<name>.npy``, ``data/interim/reid/<name>.npy``, ``models/reid/`` (registered
-as ``lfmcdm-reid``). Output folders are replaced whole, so a video dropped since the last run
-leaves no stale file behind.
+The phase (ED/ES of every beat) comes first: the flows are taken at its frames, and every later stage
+reads it (``tables.read_videos`` joins it to ``videos.parquet``). Outputs (docs/design.md):
+``data/interim/phase.parquet``, ``data/interim/flow/<name>.npy``, ``data/interim/reid/<name>.npy``,
+``models/reid/`` (registered as ``lfmcdm-reid``). Output folders are replaced whole, so a video dropped
+since the last run leaves no stale file behind.
 """
 
 from __future__ import annotations
@@ -14,18 +14,20 @@ import json
 import logging
 
 import numpy as np
+import pyarrow as pa
 import torch
 from tqdm import tqdm
 
 from lfmcdm import tracking
-from lfmcdm.atomic import atomic_dir, save_npy
-from lfmcdm.data import phantom, tables
+from lfmcdm.atomic import atomic_dir, save_npy, write_parquet
+from lfmcdm.data import phantom, tables, validation
 from lfmcdm.layout import MODELS
 from lfmcdm.models.reid import save_encoder
 from lfmcdm.models.reid import embed_frames
 from lfmcdm.parallel import pmap
 from lfmcdm.pseudo import metrics
 from lfmcdm.pseudo.flow import FlowJob, flow_one
+from lfmcdm.pseudo.phase_labels import PhaseJob, phase_one
 from lfmcdm.pseudo.reid import reid_top1, train_reid
 from lfmcdm.runtime import configure_threads, resolve_device, seed_everything
 from lfmcdm.settings.pseudo import ReidConfig
@@ -34,12 +36,17 @@ log = logging.getLogger(__name__)
 
 REID_ALIAS = "champion"  # MLflow reserves "latest" (tracking.register_model's default), so name ours
 STAGE = "pseudo_labels"
+PHASE_SCHEMA = pa.schema([
+    ("file_name", pa.string()), ("ed_frame", pa.int32()), ("es_frame", pa.int32()), ("status", pa.string()),
+    ("ed_frames", pa.list_(pa.int32())), ("es_frames", pa.list_(pa.int32())), ("phase_confidence", pa.float64()),
+])
 
 
 def run(ctx) -> dict:
+    write_phase(ctx)
     rows = tables.read_videos(ctx.layout)
     if not rows:
-        raise FileNotFoundError(f"{ctx.layout.videos}: no usable videos (status 'ok'); nothing to label")
+        raise FileNotFoundError(f"{ctx.layout.phase}: no clip with a label-free phase (status 'ok'); nothing to label")
     write_flows(ctx, rows)
     model = fit_reid(ctx, rows)
     embeddings = write_embeddings(ctx, rows, model)
@@ -53,6 +60,21 @@ def run(ctx) -> dict:
         **metrics.flow_metrics(rows, truth, lambda name: tables.load_array(ctx.layout.flow, name)),
         "reid_top1": reid_top1(evaluated, cfg.eval_exclude_frames, cfg.eval_queries_per_video),
     }
+
+
+def write_phase(ctx) -> None:
+    """Label-free ED/ES of every ingested clip, estimated in worker processes -> ``phase.parquet``.
+
+    A clip whose phase is flagged keeps its row, with the reason as its status (read_videos leaves it out).
+    """
+    jobs = [PhaseJob(r["file_name"], str(ctx.layout.clip(r["file_name"])), r["fps"], ctx.params.pseudo.phase)
+            for r in tables.read_ingested(ctx.layout)]
+    table = pa.Table.from_pylist(list(pmap(phase_one, jobs, ctx.params.pseudo.flow.workers, "phase", ctx.progress)),
+                                 schema=PHASE_SCHEMA)
+    report = validation.run_checks("phase", table.to_pandas(), validation.phase_checks())
+    validation.save_report(report, ctx.layout.reports / "phase_validation")
+    report.raise_for_schema(str(ctx.layout.phase))
+    write_parquet(ctx.layout.phase, table)
 
 
 def write_flows(ctx, rows: list[dict]) -> None:
