@@ -3,7 +3,7 @@
 The cardiac phase is the first pseudo label the pipeline derives, and everything after it (flow at
 ED/ES, MAFE pairs, motion-bank anchors, diffusion windows, cavity curves) depends on it. It used to
 be estimated by ingest's workers; here, in stage ``pseudo_labels``, ingest does what EchoNet's own
-loader does (decode, resample, store) at 2.5x its speed, and re-tuning the phase (``pseudo.phase``)
+loader does (decode, resample, store) at 2.6x its speed, and re-tuning the phase (``pseudo.phase``)
 re-runs pseudo_labels and what follows instead of re-decoding every video (docs/benchmarks.md,
 "Scale"). Reading a stored clip back costs ~1 ms against the estimate's ~30 ms.
 
