@@ -405,3 +405,28 @@ def test_stage_end_to_end_on_tiny_phantom(tmp_path, monkeypatch):
     saved = np.load(tmp_path / f"data/interim/reid/{some['file_name']}.npy").astype(np.float32)
     fresh = embed_frames(model, np.load(tmp_path / f"data/interim/clips/{some['file_name']}.npy"))
     np.testing.assert_allclose(saved, fresh, atol=2e-3)
+
+
+def test_read_videos_joins_the_phase_and_refuses_a_stale_phase_table(tmp_path):
+    """Stages read videos.parquet (ingest) joined with phase.parquet (pseudo_labels); never a silent drop."""
+    import pyarrow as pa
+
+    from lfmcdm.atomic import write_parquet
+    from lfmcdm.stages.ingest import VIDEOS_SCHEMA
+    from lfmcdm.stages.pseudo_labels import PHASE_SCHEMA
+
+    layout = Layout(tmp_path)
+    videos = [{"file_name": n, "split": s, "fps": 50.0, "n_frames": 40} for n, s in (("A", "TRAIN"), ("B", "VAL"))]
+    write_parquet(layout.videos, pa.Table.from_pylist(videos, schema=VIDEOS_SCHEMA))
+    with pytest.raises(FileNotFoundError, match="pseudo_labels"):
+        read_videos(layout)
+    phase = [{"file_name": "A", "ed_frame": 3, "es_frame": 12, "status": "ok"}]
+    write_parquet(layout.phase, pa.Table.from_pylist(phase, schema=PHASE_SCHEMA))
+    with pytest.raises(ValueError, match="no phase for 1 ingested videos .first: B."):
+        read_videos(layout)
+    phase.append({"file_name": "B", "status": "no visible motion"})
+    write_parquet(layout.phase, pa.Table.from_pylist(phase, schema=PHASE_SCHEMA))
+    (a,) = read_videos(layout)
+    assert (a["file_name"], a["split"], a["ed_frame"], a["es_frame"]) == ("A", "TRAIN", 3, 12)
+    assert [r["status"] for r in read_videos(layout, usable_only=False)] == ["ok", "no visible motion"]
+    assert read_videos(layout, ("VAL",), usable_only=False)[0]["ed_frame"] is None
