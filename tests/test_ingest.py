@@ -149,3 +149,12 @@ def test_read_gray_equals_ffmpeg_gray_conversion(tmp_path, codec, pix_fmt):
     got, fps = read_gray(path)
     assert got.dtype == np.uint8 and got.shape == (6, 32, 48) and fps == 50
     np.testing.assert_array_equal(got, expected)
+
+
+def test_validation_report_is_the_same_bytes_for_the_same_table(tmp_path, phantom_dir):
+    """Re-running ingest on the same data rewrites its GX report byte for byte (no load timestamp inside)."""
+    _, layout = _run_ingest(tmp_path, phantom_dir)
+    reports = sorted((layout.reports / "validation").glob("*.json"))
+    first = {p.name: p.read_bytes() for p in reports}
+    _run_ingest(tmp_path, phantom_dir)
+    assert len(first) == 2 and {p.name: p.read_bytes() for p in reports} == first
