@@ -37,4 +37,3 @@ def phase_one(job: PhaseJob) -> dict:
     return {"file_name": job.file_name, "ed_frame": phase.ed, "es_frame": phase.es, "status": phase.status,
             "ed_frames": list(phase.eds) if phase.ok else [], "es_frames": list(phase.ess) if phase.ok else [],
             "phase_confidence": phase.confidence}
-
