@@ -70,7 +70,8 @@ def n_workers(requested: int) -> int:
         return os.cpu_count() or 1
 
 
-def pmap(fn: Callable[[T], R], items: list[T], workers: int, desc: str, progress: bool = True) -> Iterator[R]:
+def pmap(fn: Callable[[T], R], items: list[T], workers: int, desc: str, progress: bool = True,
+         unit: str = "video") -> Iterator[R]:
     """``map(fn, items)`` over worker processes, yielding results in input order.
 
     Spawned (not forked) workers: the parent may hold MLflow/sqlite handles and threads that must not
@@ -79,7 +80,7 @@ def pmap(fn: Callable[[T], R], items: list[T], workers: int, desc: str, progress
     its share of the cores for native threads (:func:`_worker_init`).
     """
     workers = min(n_workers(workers), max(1, len(items)))
-    bar = tqdm(total=len(items), desc=desc, unit="video", disable=not progress)
+    bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress)
     results: Iterable[R]
     if workers == 1:
         results = map(fn, items)

@@ -26,11 +26,12 @@ from lfmcdm.data.tables import load_clip, read_videos
 from lfmcdm.data.video_io import write_gray
 from lfmcdm.eval import encoders
 from lfmcdm.eval.diversity import mean_pairwise_distance
-from lfmcdm.eval.ef_regressor import EfVideo, fit_and_score, mae, prepare_video
+from lfmcdm.eval.ef_regressor import EfVideo, fit_and_score, fit_and_score_sets, mae, prepare_video
 from lfmcdm.eval.frechet import frechet_between, frechet_distance
 from lfmcdm.eval.metric_catalog import KEYS
 from lfmcdm.eval.motion_fidelity import align_at, align_curves, pearson, shuffled_partners
 from lfmcdm.layout import Layout
+from lfmcdm.parallel import n_workers
 from lfmcdm.settings.evaluate import EfRegressorConfig
 from lfmcdm.stages import StageContext, run_stage
 from lfmcdm.stages import ingest, pseudo_labels
@@ -169,6 +170,31 @@ def test_ef_regressor_scores_the_mean_of_its_repeats():
     ensemble = fit_and_score(train, test, cfg.model_copy(update={"repeats": 3}), seed=3)
     assert not np.allclose(singles[0], singles[1])  # the seed matters: that is why there are repeats
     np.testing.assert_allclose(ensemble.predictions, np.mean(singles, axis=0), rtol=1e-5)
+
+
+def test_ef_regressors_train_in_a_process_pool_as_they_would_alone():
+    """The pool changes where a regressor trains, not what it learns: the same jobs trained one after
+    another in this process, with a worker's thread count, give the same predictions.
+    A set too small to train on gets empty scores without holding the others back."""
+    import torch
+
+    rng = np.random.default_rng(1)
+    cfg = EfRegressorConfig(size=8, frames=4, channels=(4,), steps=5, batch_size=4, repeats=2, workers=2)
+    videos = [EfVideo(f"v{i}", rng.random((6, 8, 8), dtype=np.float32), float(30 + 5 * i)) for i in range(8)]
+    sets = {"a": videos[:4], "b": videos[2:6], "tiny": videos[:1]}
+    test = videos[6:]
+    pooled = fit_and_score_sets(sets, test, cfg, seed=7)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, n_workers(0) // 2))  # a worker's share of the cores (1 on 2 cores)
+    try:
+        alone = fit_and_score_sets(sets, test, cfg.model_copy(update={"workers": 1}), seed=7)
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("a", "b"):
+        np.testing.assert_allclose(pooled[name].predictions, alone[name].predictions, rtol=1e-6)
+        assert pooled[name].train_videos == 4
+    assert not np.allclose(pooled["a"].predictions, pooled["b"].predictions)
+    assert pooled["tiny"].r2 is None and pooled["tiny"].predictions is None and pooled["tiny"].train_videos == 1
 
 
 # --- the stage and its report ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from lfmcdm.data.tables import load_clip
 from lfmcdm.eval import encoders
 from lfmcdm.eval.cohort_data import Cohort, motion_bank, real_rows, reid_frames
 from lfmcdm.eval.diversity import mean_pairwise_distance
-from lfmcdm.eval.ef_regressor import EfResult, EfVideo, fit_and_score, mae, prepare_video
+from lfmcdm.eval.ef_regressor import EfResult, EfVideo, fit_and_score_sets, mae, prepare_video
 from lfmcdm.eval.frechet import frechet_between
 from lfmcdm.eval.metric_catalog import empty_metrics
 from lfmcdm.eval.motion_fidelity import CurveMatch, align_at, nanmean_or_none, rowwise_cosine, shuffled_partners
@@ -299,7 +299,8 @@ def _real_ef_videos(layout: Layout, rows: list[dict], cfg) -> list[EfVideo]:
             for r in rows]
 
 
-def ef_metrics(layout: Layout, samples: list[SyntheticSample], cfg, seed: int, device) -> tuple[dict, dict, list[EfVideo]]:
+def ef_metrics(layout: Layout, samples: list[SyntheticSample], cfg, seed: int, device,
+               progress: bool = False) -> tuple[dict, dict, list[EfVideo]]:
     """Train the EF regressor on real / synthetic / both; score each on the same real test videos.
 
     Synthetic rows made from a test patient (its appearance or its motion) are left out of every set
@@ -312,8 +313,8 @@ def ef_metrics(layout: Layout, samples: list[SyntheticSample], cfg, seed: int, d
     test, real = _real_ef_videos(layout, test_rows, cfg), _real_ef_videos(layout, train_rows, cfg)
     synthetic = [s.ef_video for s in samples if s.ef_video is not None
                  and not {s.row["motion_source"], s.row["appearance_source"]} & test_names]
-    results = {name: fit_and_score(train, test, cfg, seed, device)
-               for name, train in (("real", real), ("synthetic", synthetic), ("both", real + synthetic))}
+    results = fit_and_score_sets({"real": real, "synthetic": synthetic, "both": real + synthetic}, test, cfg, seed,
+                                 device, progress)
     truth = np.array([v.ef for v in test])
     baseline = mae(truth, np.full(len(truth), np.mean([v.ef for v in real]))) if real and test else None
     metrics = {"ef_test_videos": len(test), "ef_train_videos_real": len(real), "ef_train_videos_synthetic": len(synthetic),
@@ -350,7 +351,7 @@ def evaluate_cohort(params: Params, layout: Layout, cohort: Cohort, device="cpu"
     metrics.update(curve_metrics)
     privacy, held_scores = privacy_metrics(cohort, privacy_filter(layout, params), heldout)
     metrics.update(privacy)
-    ef, ef_results, ef_test = ef_metrics(layout, samples, cfg.ef, seed, device)
+    ef, ef_results, ef_test = ef_metrics(layout, samples, cfg.ef, seed, device, progress)
     metrics.update(ef)
     return Evaluation(metrics, samples, examples, curves, cosines, ef_results, ef_test, held_scores,
                       " + ".join(sorted(donors.sources)) or "none")

@@ -5,7 +5,7 @@ training videos, (b) the synthetic cohort (labels = donor EF from its FileList.c
 and score each on the same real test videos. The regressor is deliberately tiny (a per-frame
 CNN whose features are pooled over time by max / min / mean: EF is about how much the cavity
 changes over a cycle), so the three sets' trainings (``evaluate.ef.repeats`` regressors each, their
-mean prediction scored) take about 40 s on 2 CPU cores in the demo. Each frame is fed together with
+mean prediction scored) take about XX s on 2 CPU cores in the demo. Each frame is fed together with
 its deviation from the window's mean frame: with only a few dozen training videos, a CNN that
 sees raw frames alone does not find the cavity's change and predicts the mean; the deviation
 channel hands it the change directly.
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfmcdm.data.video_io import resample_indices
+from lfmcdm.parallel import n_workers, pmap
 from lfmcdm.settings.evaluate import EfRegressorConfig
 
 
@@ -151,18 +152,55 @@ class EfResult:
     predictions: np.ndarray | None
 
 
-def fit_and_score(train: list[EfVideo], test: list[EfVideo], cfg: EfRegressorConfig, seed: int,
-                  device: torch.device | str = "cpu") -> EfResult:
-    """Train ``cfg.repeats`` regressors on ``train`` and score their mean prediction on ``test``.
+@dataclass(frozen=True)
+class _Fit:
+    """One regressor of an ensemble: its training set and seed, and the test videos it predicts."""
+
+    train: list[EfVideo]
+    test: list[EfVideo]
+    cfg: EfRegressorConfig
+    seed: int
+    threads: int  # torch threads of the process that trains it (0 = as configured)
+
+
+def _fit_and_predict(job: _Fit, device: torch.device | str = "cpu") -> np.ndarray:
+    if job.threads:  # a pool worker: its share of the cores (torch would start one thread per core)
+        torch.set_num_threads(job.threads)
+    return predict_ef(train_ef_regressor(job.train, job.cfg, job.seed, device), job.test, job.cfg)
+
+
+def fit_and_score_sets(sets: dict[str, list[EfVideo]], test: list[EfVideo], cfg: EfRegressorConfig, seed: int,
+                       device: torch.device | str = "cpu", progress: bool = False) -> dict[str, EfResult]:
+    """Train ``cfg.repeats`` regressors on each training set and score their mean prediction on ``test``.
 
     Why an ensemble: with a few dozen training videos, the regressor's own seed decides a lot. On
     the demo cohort, single regressors trained on the synthetic videos scored R^2 from -0.32 to 0.62
     on the same 12 test videos (docs/benchmarks.md); the mean of several is what the cohort is worth.
-    Empty scores when either set is too small.
+
+    Why a process pool on the CPU: each regressor is too small to keep two cores busy (one thread
+    trains it about as fast as two), and the sets' regressors are independent, so ``cfg.workers``
+    single-threaded processes train them side by side. A regressor's result depends only on its
+    data, seed and thread count, never on which worker trained it. Sets too small to train on (or an
+    empty ``test``) get empty scores.
     """
-    if len(train) < 2 or not test:
-        return EfResult(len(train), None, None, None)
-    pred = np.mean([predict_ef(train_ef_regressor(train, cfg, seed + i, device), test, cfg)
-                    for i in range(cfg.repeats)], axis=0)
+    trainable = [name for name, train in sets.items() if len(train) >= 2 and test]
+    n_jobs = len(trainable) * cfg.repeats
+    workers = min(n_workers(cfg.workers), n_jobs) if torch.device(device).type == "cpu" else 1
+    threads = max(1, n_workers(0) // workers) if workers > 1 else 0
+    jobs = [_Fit(sets[name], test, cfg, seed + i, threads) for name in trainable for i in range(cfg.repeats)]
+    if workers > 1:
+        predictions = list(pmap(_fit_and_predict, jobs, workers, "EF regressors", progress, unit="regressor"))
+    else:
+        predictions = [_fit_and_predict(job, device) for job in jobs]
     truth = np.array([v.ef for v in test])
-    return EfResult(len(train), mae(truth, pred), r2(truth, pred), pred)
+    results = {name: EfResult(len(train), None, None, None) for name, train in sets.items()}
+    for k, name in enumerate(trainable):
+        pred = np.mean(predictions[k * cfg.repeats:(k + 1) * cfg.repeats], axis=0)
+        results[name] = EfResult(len(sets[name]), mae(truth, pred), r2(truth, pred), pred)
+    return results
+
+
+def fit_and_score(train: list[EfVideo], test: list[EfVideo], cfg: EfRegressorConfig, seed: int,
+                  device: torch.device | str = "cpu") -> EfResult:
+    """:func:`fit_and_score_sets` for one training set."""
+    return fit_and_score_sets({"train": train}, test, cfg, seed, device)["train"]

@@ -21,7 +21,7 @@ class DistillConfig(Section):
     end; ``LCMScheduler`` then samples it in 1-4 steps without guidance (the teacher's is baked in).
     """
 
-    steps: int = Field(40, ge=0, description="optimiser steps; 0 = copy the teacher (an untrained student)")
+    steps: int = Field(10, ge=0, description="optimiser steps; 0 = copy the teacher (an untrained student)")
     batch_size: int = Field(4, gt=0, description="windows per step and process")
     lr: float = Field(1.0e-4, gt=0)
     warmup_steps: int = Field(5, ge=0)
@@ -36,7 +36,7 @@ class DistillConfig(Section):
     sample_steps: int = Field(MAX_SAMPLE_STEPS, gt=0, le=MAX_SAMPLE_STEPS,
                               description="steps of the lcm sampler in the stage's own evaluation")
     eval_videos: int = Field(2, gt=0, description="fixed VAL windows the teacher-gap metrics sample")
-    teacher_steps: int = Field(25, gt=0, description="DPM-Solver++ steps of the teacher reference in the metrics")
+    teacher_steps: int = Field(10, gt=0, description="DPM-Solver++ steps of the teacher reference in the metrics")
     checkpoint_every: int = Field(20, gt=0)
     log_every: int = Field(10, gt=0)
 

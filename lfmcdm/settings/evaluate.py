@@ -36,6 +36,8 @@ class EfRegressorConfig(Section):
     test_splits: tuple[Split, ...] = Field(("TEST",), min_length=1, description="real videos the regressors are scored on")
     min_test_videos: int = Field(12, ge=1, description="fewer test videos than this: VAL videos are added")
     train_splits: tuple[Split, ...] = Field(("TRAIN",), min_length=1, description="real videos of training set (a)")
+    workers: int = Field(0, ge=0, description="processes training the regressors on the CPU, one thread each "
+                         "when they fill the cores; 0 = one per core")
 
 
 class ReportConfig(Section):

@@ -89,9 +89,9 @@ class MafeConfig(Section):
 
     model: MafeModelConfig = MafeModelConfig()
     # optimisation
-    epochs: int = Field(40, ge=1)
+    epochs: int = Field(28, ge=1)
     batch_size: int = Field(8, ge=1)
-    lr: float = Field(2e-3, gt=0)
+    lr: float = Field(3e-3, gt=0)
     min_lr_ratio: float = Field(0.05, ge=0, le=1, description="cosine floor as a fraction of lr")
     warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(1e-4, ge=0)
