@@ -103,7 +103,7 @@ class DiffusionConfig(Section):
     fps: float = Field(16.0, gt=0, description="frame rate of the generated videos (clips are subsampled)")
     block_out_channels: list[int] = Field([32, 64], min_length=1)
     down_block_types: list[str] = Field(
-        ["CrossAttnDownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal"],
+        ["DownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal"],
         description="the up blocks mirror these (CrossAttnDown* -> CrossAttnUp*, Down* -> Up*)")
     layers_per_block: int = Field(1, ge=1)
     num_attention_heads: list[int] = Field([2, 4], min_length=1)
@@ -124,10 +124,10 @@ class DiffusionConfig(Section):
     timestep_shift: float = Field(
         3.0, gt=0, description="training timesteps t = T * s u / (1 + (s - 1) u), u ~ U(0, 1): 1 = uniform; > 1 "
                                "trains the high-noise steps, where a window's motion is decided, more often")
-    steps: int = Field(150, ge=1, description="optimiser steps")
+    steps: int = Field(300, ge=1, description="optimiser steps")
     batch_size: int = Field(4, ge=1, description="windows per step (per process)")
     grad_accum: int = Field(1, ge=1)
-    lr: float = Field(1.5e-3, gt=0)
+    lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
