@@ -5,7 +5,7 @@ training videos, (b) the synthetic cohort (labels = donor EF from its FileList.c
 and score each on the same real test videos. The regressor is deliberately tiny (a per-frame
 CNN whose features are pooled over time by max / min / mean: EF is about how much the cavity
 changes over a cycle), so the three sets' trainings (``evaluate.ef.repeats`` regressors each, their
-mean prediction scored) take about XX s on 2 CPU cores in the demo. Each frame is fed together with
+mean prediction scored) take under a minute on 2 CPU cores in the demo. Each frame is fed together with
 its deviation from the window's mean frame: with only a few dozen training videos, a CNN that
 sees raw frames alone does not find the cavity's change and predicts the mean; the deviation
 channel hands it the change directly.
