@@ -177,11 +177,12 @@ def fit_and_score_sets(sets: dict[str, list[EfVideo]], test: list[EfVideo], cfg:
     the demo cohort, single regressors trained on the synthetic videos scored R^2 from -0.32 to 0.62
     on the same 12 test videos (docs/benchmarks.md); the mean of several is what the cohort is worth.
 
-    Why a process pool on the CPU: each regressor is too small to keep two cores busy (one thread
-    trains it about as fast as two), and the sets' regressors are independent, so ``cfg.workers``
-    single-threaded processes train them side by side. A regressor's result depends only on its
-    data, seed and thread count, never on which worker trained it. Sets too small to train on (or an
-    empty ``test``) get empty scores.
+    Why a process pool on the CPU: each regressor is too small to keep two cores busy (two threads
+    train it only about 1.4x faster than one), and the sets' regressors are independent, so
+    ``cfg.workers`` single-threaded processes train them side by side: the demo's evaluate scores in
+    47 s instead of 58 (docs/benchmarks.md). A regressor's result depends only on its data, seed and
+    thread count, never on which worker trained it. Sets too small to train on (or an empty ``test``)
+    get empty scores.
     """
     trainable = [name for name, train in sets.items() if len(train) >= 2 and test]
     n_jobs = len(trainable) * cfg.repeats
