@@ -18,10 +18,11 @@ def latest_curves(stages: tuple[str, ...]) -> dict[str, dict[str, list[tuple[int
     """
     empty: dict[str, dict[str, list[tuple[int, float]]]] = {stage: {} for stage in stages}
     try:
-        import mlflow
         from mlflow.tracking import MlflowClient
 
-        active = mlflow.active_run()
+        from lfmcdm import tracking
+
+        active = tracking.active_run()
         if active is None:
             return empty
         client = MlflowClient()
