@@ -204,6 +204,30 @@ def test_vae_resume_after_kill(tmp_path):
     assert other.start_step == 0  # other settings: the old checkpoint is not resumed
 
 
+def test_vae_trains_on_random_crops_and_still_reconstructs_whole_frames(tmp_path):
+    source = _random_frames(tmp_path, 2)
+    frames = source.frames([(v, f) for v in range(3) for f in range(6)])
+    crops = source.sample(np.random.default_rng(7), 6, crop=16)
+    assert crops.shape == (6, 16, 16)
+    offsets = set()
+    for crop in crops:  # each crop is a window of one of the clips' frames
+        found = [(y, x) for frame in frames for y in range(17) for x in range(17)
+                 if np.array_equal(frame[y:y + 16, x:x + 16], crop)]
+        assert found
+        offsets.add(found[0])
+    assert len(offsets) > 1  # random windows, not one fixed corner
+    assert np.array_equal(crops, source.sample(np.random.default_rng(7), 6, crop=16))  # seeded
+    assert source.sample(np.random.default_rng(7), 2, crop=32).shape == (2, 32, 32)  # a crop of the whole frame = it
+
+    with pytest.raises(ValueError, match="multiple of 4"):
+        VaeConfig(block_out_channels=[8, 8, 8], norm_num_groups=4, crop_size=18)
+    cfg = _tiny_vae_cfg(steps=2, checkpoint_every=2).model_copy(update={"crop_size": 16})
+    vae = train_vae(cfg, tiny_params(train={"device": "cpu"}).train, source, tmp_path / "ck", seed=0, frame_size=32,
+                    progress=False).vae
+    with torch.no_grad():
+        assert vae(to_unit(source.spread(2)), sample_posterior=False).sample.shape == (2, 1, 32, 32)
+
+
 def test_vae_channels_last_trains_the_same_model_and_saves(tmp_path):
     """train.channels_last only reorders memory: same losses (up to summation order); the returned VAE is
     contiguous again, so ``save_pretrained`` (safetensors) takes it and the reload reconstructs the same."""

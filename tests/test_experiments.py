@@ -71,11 +71,11 @@ def test_dvc_exp_run_set_param_reruns_synthesis_only_and_shows_metrics(dvc_proje
     run_ok(["git", "checkout", "--", "params.yaml"], root)
 
     # a temporary copy of the workspace (no mlflow.db there) reproduces too
-    run_ok(["dvc", "exp", "run", "--temp", "-S", "synthesis.guidance_scale=1.5"], root)
+    run_ok(["dvc", "exp", "run", "--temp", "-S", "synthesis.guidance_scale=1.75"], root)
     # ...and so does the queue (`--run-all` runs the queued experiments and waits for them)
     run_ok(["dvc", "exp", "run", "--queue", "-S", "synthesis.guidance_scale=1.25"], root)
     run_ok(["dvc", "exp", "run", "--run-all"], root)
-    for scale in (1.5, 1.25):
+    for scale in (1.75, 1.25):
         found = [m for _, p, m in _experiments(_exp_show(root))
                  if p.get("synthesis", {}).get("guidance_scale") == scale]
         assert found and found[0]["metrics/synthesis.json"]["videos"] == len(manifest), scale

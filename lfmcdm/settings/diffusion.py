@@ -29,6 +29,8 @@ class VaeConfig(Section):
     norm_num_groups: int = Field(8, ge=1)
     steps: int = Field(300, ge=1, description="optimiser steps")
     batch_size: int = Field(12, ge=1, description="frames per step")
+    crop_size: int | None = Field(None, ge=8, description="train on random square crops of this side (the "
+                                  "VAE is convolutional; a crop costs its share of pixels); null = whole frames")
     lr: float = Field(3e-3, gt=0)
     warmup_steps: int = Field(20, ge=0)
     recon_loss: Literal["l1", "mse"] = "l1"
@@ -46,6 +48,9 @@ class VaeConfig(Section):
         if bad:
             raise ValueError(f"norm_num_groups ({self.norm_num_groups}) must divide every block_out_channels "
                              f"entry, not {bad}")
+        step = 2 ** (len(self.block_out_channels) - 1)
+        if self.crop_size is not None and self.crop_size % step:
+            raise ValueError(f"crop_size ({self.crop_size}) must be a multiple of {step} (the encoder's downsampling)")
         return self
 
     def latent_size(self, frame_size: int) -> int:
@@ -88,10 +93,10 @@ class CavityConfig(Section):
 class MotionEvalConfig(Section):
     """motion_area_r: regenerate a few VAL/TEST phantom videos from their own reference + motion."""
 
-    videos: int = Field(4, ge=1)
+    videos: int = Field(8, ge=1)
     sampler: Sampler = "dpmsolver++"
-    steps: int = Field(20, ge=1)
-    guidance: float = Field(2.0, ge=1.0, description="classifier-free guidance scale (1 = no guidance)")
+    steps: int = Field(10, ge=1)
+    guidance: float = Field(1.5, ge=1.0, description="classifier-free guidance scale (1 = no guidance)")
     seed: int = 1234
     cavity: CavityConfig = CavityConfig()
 

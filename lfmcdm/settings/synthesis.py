@@ -34,7 +34,7 @@ class SynthesisConfig(Section):
         "dpmsolver++", description="lcm: the distilled student (models/distill), 1-4 steps, unguided; the demo's "
         "40-step student shrinks the donor's stroke, so the teacher makes the default cohort (docs/benchmarks.md)")
     steps: int = Field(10, gt=0)
-    guidance_scale: float = Field(2.0, ge=0)
+    guidance_scale: float = Field(1.5, ge=0)
     n_frames: int | None = Field(None, gt=0, description="None = the model's window; longer = overlapping windows")
     window_overlap: int = Field(4, ge=0)
     batch_size: int = Field(4, gt=0)

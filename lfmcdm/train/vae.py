@@ -45,10 +45,15 @@ class FrameSource:
         """uint8 ``(N, H, W)`` for (video index, frame index) pairs."""
         return np.stack([load_clip(self.layout, self.names[v])[f] for v, f in picks])
 
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` random frames: a uniform video, then a uniform frame of it."""
+    def sample(self, rng: np.random.Generator, n: int, crop: int | None = None) -> np.ndarray:
+        """``n`` random frames: a uniform video, then a uniform frame of it; then a uniform ``crop`` square of each."""
         videos = rng.integers(0, len(self.names), n)
-        return self.frames([(int(v), int(rng.integers(0, self.lengths[v]))) for v in videos])
+        frames = self.frames([(int(v), int(rng.integers(0, self.lengths[v]))) for v in videos])
+        if crop is None or crop >= min(frames.shape[1:]):
+            return frames
+        ys = rng.integers(0, frames.shape[1] - crop + 1, n)
+        xs = rng.integers(0, frames.shape[2] - crop + 1, n)
+        return np.stack([f[y:y + crop, x:x + crop] for f, y, x in zip(frames, ys, xs)])
 
     def spread(self, n: int) -> np.ndarray:
         """``n`` frames spread evenly over videos and time (deterministic, for metrics)."""
@@ -124,7 +129,7 @@ def train_vae(cfg: VaeConfig, train_cfg: TrainConfig, source: FrameSource, check
     loop = StepLoop("train_vae", accelerator, cfg.steps, state, stop_after, progress)
     for step in loop:
         rng = step_rng(seed, step, accelerator.process_index)
-        x = to_unit(source.sample(rng, cfg.batch_size), accelerator.device).contiguous(memory_format=fmt)
+        x = to_unit(source.sample(rng, cfg.batch_size, cfg.crop_size), accelerator.device).contiguous(memory_format=fmt)
         gen = torch.Generator(accelerator.device).manual_seed(int(rng.integers(SEED_SPACE)))
         recon, kl = model(x, gen)
         loss, parts = vae_loss(recon, kl, x, cfg)
