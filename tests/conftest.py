@@ -59,6 +59,7 @@ def make_project(root: Path, overrides: dict | None = None) -> Path:
     for name in ("lfmcdm", "flows"):
         (root / name).symlink_to(REPO / name)
     (root / "dvc.yaml").write_text((REPO / "dvc.yaml").read_text())
+    (root / ".dvcignore").write_text((REPO / ".dvcignore").read_text())  # `dvc init` keeps it
     params = _deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides or PIPELINE, "test")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
