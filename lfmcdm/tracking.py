@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,107 +106,28 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): data}
 
 
-class _StoreWarmup(threading.Thread):
-    """Imports MLflow, opens the store and finds the parent run on a side thread.
-
-    Why: that is ~4 s of every stage process (MLflow and SQLAlchemy imports, the sqlite store), and on the
-    stage's own thread it delays the work by as much. On a side thread it overlaps the stage's first seconds,
-    which run in torch kernels and worker processes with the GIL released (docs/benchmarks.md).
-    """
-
-    def __init__(self, cfg: TrackingConfig, root: Path):
-        super().__init__(name="lfmcdm-mlflow-warmup", daemon=True)
-        self.cfg, self.root = cfg, root
-        self.result: tuple[str, str, str] | None = None  # experiment id, pipeline id, parent run id
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            experiment_id = setup(self.cfg, self.root)
-            pid = pipeline_id()
-            self.result = (experiment_id, pid, ensure_parent(experiment_id, pid))
-        except BaseException as err:  # noqa: BLE001 - handed to the stage's thread, raised there
-            self.error = err
-
-    def get(self) -> tuple[str, str, str]:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
-
-
-class StageRun:
-    """A stage's MLflow run, started on first use: :func:`active_run` (every logging call goes through it)
-    or the end of the stage. Until then the store warms up on a side thread (:class:`_StoreWarmup`)."""
-
-    def __init__(self, cfg: TrackingConfig, root: Path, stage: str, params: dict[str, Any]):
-        self.stage, self.params = stage, params
-        self.thread = threading.get_ident()  # MLflow keeps the active run per thread: start it on this one
-        self.run: Any = None
-        self.warmup = _StoreWarmup(cfg, root)
-        self.warmup.start()
-
-    def start(self) -> Any:
-        """The started run (starting it now if this is its first use)."""
-        if self.run is None:
-            import mlflow
-
-            experiment_id, pid, parent = self.warmup.get()
-            tags = {PARENT_TAG: parent, "lfmcdm.stage": self.stage, "lfmcdm.pipeline_id": pid, "lfmcdm.role": "stage"}
-            self.run = mlflow.start_run(run_name=self.stage, experiment_id=experiment_id, tags=tags)
-            flat = {k: str(v)[:500] for k, v in flatten(self.params).items()}
-            if flat:
-                mlflow.log_params(flat)
-        return self.run
-
-
-_STAGE_RUN: StageRun | None = None  # the stage run in progress in this process, if any
-
-
 @contextlib.contextmanager
-def stage_run(cfg: TrackingConfig, root: Path, stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
-    """An MLflow run for one stage, nested under its pipeline's parent run, with its params logged.
-
-    The run is FINISHED when the block ends normally and FAILED when it raises, as ``mlflow.start_run``'s.
-    """
-    global _STAGE_RUN
-    if _STAGE_RUN is not None:
-        raise RuntimeError(f"stage {stage!r} started inside stage {_STAGE_RUN.stage!r}'s run")
-    _STAGE_RUN = current = StageRun(cfg, root, stage, params)
-    status = "FAILED"
-    try:
-        yield current
-        status = "FINISHED"
-    finally:
-        _STAGE_RUN = None
-        try:
-            current.start()  # a stage that logged nothing still gets its run, with its params and status
-        finally:
-            import mlflow
-
-            if mlflow.active_run() is not None:
-                mlflow.end_run(status)
-
-
-def active_run() -> Any:
-    """The stage's MLflow run (started now if this is its first use), or MLflow's own active run outside
-    a stage, or None. Code that logs to a stage's run asks here, not ``mlflow.active_run()``."""
-    current = _STAGE_RUN
-    if current is not None and current.thread == threading.get_ident():
-        return current.start()
+def stage_run(cfg: TrackingConfig, root: Path, stage: str, params: dict[str, Any]) -> Iterator[Any]:
+    """An MLflow run for one stage, nested under its pipeline's parent run, with its params logged."""
     import mlflow
 
-    return mlflow.active_run()
+    experiment_id = setup(cfg, root)
+    pid = pipeline_id()
+    parent = ensure_parent(experiment_id, pid)
+    tags = {PARENT_TAG: parent, "lfmcdm.stage": stage, "lfmcdm.pipeline_id": pid, "lfmcdm.role": "stage"}
+    with mlflow.start_run(run_name=stage, experiment_id=experiment_id, tags=tags) as run:
+        flat = {k: str(v)[:500] for k, v in flatten(params).items()}
+        if flat:
+            mlflow.log_params(flat)
+        yield run
 
 
 def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
-    """Log the numeric metrics to the active run (None = not computable on this data, so not logged); without
-    a run, nothing (never a stray run)."""
+    """Log the numeric metrics (None = not computable on this data, so not logged)."""
     import mlflow
 
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    if numeric and active_run() is not None:
+    if numeric:
         mlflow.log_metrics(numeric, step=step)
 
 
@@ -222,7 +142,7 @@ def register_model(name: str, local_dir: str | Path, aliases: tuple[str, ...] = 
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    run = active_run()
+    run = mlflow.active_run()
     if run is None:
         return None
     mlflow.log_artifacts(str(local_dir), artifact_path=name)

@@ -49,20 +49,19 @@ def _log_report(folder, name: str, enabled: bool) -> None:
     """Attach the report folder to the active (stage) MLflow run."""
     import mlflow
 
-    from lfmcdm import tracking
-
-    if enabled and tracking.active_run() is not None:
+    if enabled and mlflow.active_run() is not None:
         mlflow.log_artifacts(str(folder), artifact_path=f"{REPORT_ARTIFACTS}/{name}")
 
 
 def _publish(params, layout, metrics: dict) -> None:
     """Register the generator the cohort came from (skipped without a trained MCDM or an MLflow run)."""
-    from lfmcdm import tracking
+    import mlflow
+
     from lfmcdm.layout import GENERATOR_NAME
     from lfmcdm.models.pipeline import META_FILE
     from lfmcdm.synth.publish import publish_generator
 
-    if tracking.active_run() is None or not (layout.model_dir("mcdm") / META_FILE).exists():
+    if mlflow.active_run() is None or not (layout.model_dir("mcdm") / META_FILE).exists():
         print(f"evaluate: {GENERATOR_NAME} not registered (no trained MCDM or no MLflow run)")
         return
     done = publish_generator(params, layout, metrics)

@@ -49,9 +49,12 @@ def fingerprint(data: dict[str, Any]) -> str:
 
 def log_curve(metrics: dict[str, float | None], step: int | None = None) -> None:
     """Log training curves to the stage's MLflow run, if there is one (never start a stray run)."""
-    from lfmcdm import tracking
+    import mlflow
 
-    tracking.log_metrics(metrics, step=step)  # a no-op outside a run
+    if mlflow.active_run() is not None:
+        from lfmcdm import tracking
+
+        tracking.log_metrics(metrics, step=step)
 
 
 class StepLoop:

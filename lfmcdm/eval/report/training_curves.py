@@ -18,11 +18,10 @@ def latest_curves(stages: tuple[str, ...]) -> dict[str, dict[str, list[tuple[int
     """
     empty: dict[str, dict[str, list[tuple[int, float]]]] = {stage: {} for stage in stages}
     try:
+        import mlflow
         from mlflow.tracking import MlflowClient
 
-        from lfmcdm import tracking
-
-        active = tracking.active_run()
+        active = mlflow.active_run()
         if active is None:
             return empty
         client = MlflowClient()
