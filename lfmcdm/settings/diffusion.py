@@ -48,14 +48,23 @@ class VaeConfig(Section):
         if bad:
             raise ValueError(f"norm_num_groups ({self.norm_num_groups}) must divide every block_out_channels "
                              f"entry, not {bad}")
-        step = 2 ** (len(self.block_out_channels) - 1)
-        if self.crop_size is not None and self.crop_size % step:
-            raise ValueError(f"crop_size ({self.crop_size}) must be a multiple of {step} (the encoder's downsampling)")
         return self
 
+    @model_validator(mode="after")
+    def _crop_fits_the_encoder(self) -> "VaeConfig":
+        if self.crop_size is not None and self.crop_size % self.total_stride:
+            raise ValueError(f"crop_size ({self.crop_size}) must be a multiple of {self.total_stride} "
+                             "(the encoder's downsampling)")
+        return self
+
+    @property
+    def total_stride(self) -> int:
+        """The encoder's downsampling: each block after the first halves the resolution."""
+        return 2 ** (len(self.block_out_channels) - 1)
+
     def latent_size(self, frame_size: int) -> int:
-        """Side of a frame's latent: each block after the first halves the resolution."""
-        return frame_size // 2 ** (len(self.block_out_channels) - 1)
+        """Side of a frame's latent."""
+        return frame_size // self.total_stride
 
 
 class LatentsConfig(Section):
