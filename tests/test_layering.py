@@ -18,6 +18,7 @@ DESIGN = PACKAGE.parent / "docs/design.md"
 LAYERS: list[set[str]] = [{"core"}, {"data"}, {"models"}, {"eval"}, {"pseudo", "train", "synth"}, {"stages"}, {"cli"}]
 LAYER = {group: rank for rank, groups in enumerate(LAYERS) for group in groups}
 SUBPACKAGES = {"data", "models", "eval", "pseudo", "train", "synth", "stages"}
+COMMAND_LINE = {"cli", "launcher", "warm"}  # the `lfmcdm` command: its entry point, warm start, the CLI
 
 
 def module_name(path: Path) -> str:
@@ -26,9 +27,11 @@ def module_name(path: Path) -> str:
 
 
 def group(module: str) -> str:
-    """The layer group of a module: its subpackage, ``cli``, or ``core``."""
+    """The layer group of a module: its subpackage, ``cli`` (the command line's modules), or ``core``."""
     parts = module.split(".")
-    if len(parts) > 1 and parts[1] in SUBPACKAGES | {"cli"}:
+    if len(parts) > 1 and parts[1] in COMMAND_LINE:
+        return "cli"
+    if len(parts) > 1 and parts[1] in SUBPACKAGES:
         return parts[1]
     return "core"
 
