@@ -145,7 +145,10 @@ def run_stage(name: str, params: Params, root: str | Path = ".", progress: bool 
 
     if name not in STAGES:
         raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    from lfmcdm.runtime import configure_allocator
+
     info = STAGES[name]
+    configure_allocator(params.train.malloc_cache_mb)
     ctx = StageContext(params=params, layout=Layout(Path(root)), progress=progress, extra=extra)
     module = importlib.import_module(info.module)
     section_params = declared_params(params, info.params)
