@@ -141,3 +141,29 @@ run(app)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 3 and proc.stdout == "unflushed"
     assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "thread").read_text() == "done"
+
+
+def test_allocator_keeps_large_blocks_on_the_heap():
+    """train.malloc_cache_mb: a 16 MB block comes from the heap, not a fresh mmap (glibc; skipped elsewhere)."""
+    code = """
+import ctypes, sys
+from lfmcdm.runtime import configure_allocator
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype, libc.malloc.restype = Info, ctypes.c_void_p
+def mmapped(applied):
+    if applied is not None and not configure_allocator(applied):
+        sys.exit(3)
+    block = libc.malloc(16 << 20)
+    size = libc.mallinfo2().hblkhd
+    libc.free(ctypes.c_void_p(block))
+    return size
+print(mmapped(None) >= 16 << 20, mmapped(1024) < 16 << 20)
+"""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True"]  # glibc's default mmaps it; configured, the heap serves it
