@@ -83,8 +83,16 @@ def run_client(argv: list[str]) -> int | None:
         print(f"lfmcdm: warm start unavailable ({exc}); running in this process", file=sys.stderr)
         return None
     with sock:
-        _send(sock, request)
-        return _await(sock)
+        try:
+            _send(sock, request)
+            reader = sock.makefile("r")
+            line = reader.readline()
+        except OSError:
+            line = ""
+        if not line.startswith("pid "):  # the server left before it forked a worker: nothing ran
+            print("lfmcdm: the warm-start server did not take the command; running in this process", file=sys.stderr)
+            return None
+        return _await(reader, int(line.split()[1]))
 
 
 def _request(argv: list[str]) -> dict:
@@ -193,14 +201,8 @@ def _send(sock: socket.socket, request: dict) -> None:
     sock.sendall(data)
 
 
-def _await(sock: socket.socket) -> int:
+def _await(reader, worker: int) -> int:
     """Forward signals to the worker until the server reports its exit status; the command's status."""
-    reader = sock.makefile("r")
-    line = reader.readline()
-    if not line.startswith("pid "):
-        print("lfmcdm: the warm-start server did not start the command", file=sys.stderr)
-        return 1
-    worker = int(line.split()[1])
 
     def forward(signum, _frame) -> None:
         try:
@@ -238,7 +240,11 @@ def _preimport() -> None:
 
 
 def _serve(path: Path) -> socket.socket | None:
-    """Accept callers, one forked supervisor each; the connection in a supervisor, None when idle."""
+    """Accept callers, one forked supervisor each; the connection in a supervisor, None when idle.
+
+    Leaving is race-free: the socket's path goes first (a new caller then starts a new server), then
+    whoever connected in the meantime is still served.
+    """
     _preimport()
     idle = float(os.environ.get(IDLE_ENV, IDLE_S))
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -246,14 +252,20 @@ def _serve(path: Path) -> socket.socket | None:
     os.chmod(path, 0o600)  # this user's commands only (the caller checks the server's user too)
     server.listen()
     server.settimeout(1.0)
-    inode, children, last = os.stat(path).st_ino, set(), time.monotonic()
-    while children or time.monotonic() - last < idle:
+    inode, children, last, leaving = os.stat(path).st_ino, set(), time.monotonic(), False
+    while True:
         children = {pid for pid in children if os.waitpid(pid, os.WNOHANG) == (0, 0)}
         if children:
             last = time.monotonic()
+        elif not leaving and time.monotonic() - last >= idle:
+            leaving = True
+            _release(path, inode)
+            server.setblocking(False)
         try:
             conn, _ = server.accept()
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
+            if leaving:
+                break
             continue
         if _peer_uid(conn) != os.getuid():
             conn.close()
@@ -265,10 +277,14 @@ def _serve(path: Path) -> socket.socket | None:
         conn.close()
         children.add(pid)
     server.close()
-    if path.exists() and os.stat(path).st_ino == inode:  # else a newer server owns the path by now
-        path.unlink()
-        Path(f"{path}.log").unlink(missing_ok=True)  # kept only while the server runs (or if it failed)
     return None
+
+
+def _release(path: Path, inode: int) -> None:
+    """Remove this server's socket (and its log, which only a failed start needs), unless a newer server's."""
+    if path.exists() and os.stat(path).st_ino == inode:
+        path.unlink()
+        Path(f"{path}.log").unlink(missing_ok=True)
 
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
