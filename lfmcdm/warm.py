@@ -113,7 +113,8 @@ def socket_path(request: dict) -> Path:
     from lfmcdm.tracking import PIPELINE_ENV
 
     packages = [(p, os.stat(p).st_mtime_ns) for p in site.getsitepackages() if os.path.isdir(p)]
-    env = {k: v for k, v in request["env"].items() if k not in (*VOLATILE_ENV, PIPELINE_ENV) and not k.startswith(VOLATILE_ENV_PREFIX)}
+    volatile = (*VOLATILE_ENV, PIPELINE_ENV)
+    env = {k: v for k, v in request["env"].items() if k not in volatile and not k.startswith(VOLATILE_ENV_PREFIX)}
     key = {"python": sys.executable, "path": request["path"], "packages": packages, "env": env,
            "server": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]

@@ -81,8 +81,10 @@ def test_stage_in_a_warm_worker_matches_the_direct_command(tmp_path):
     videos = sorted(p.name for p in (cold / "data/raw/phantom/Videos").iterdir())
     assert videos == sorted(p.name for p in (hot / "data/raw/phantom/Videos").iterdir())
     for name in videos:
-        assert (cold / "data/raw/phantom/Videos" / name).read_bytes() == (hot / "data/raw/phantom/Videos" / name).read_bytes()
-    assert pq.read_table(cold / "data/raw/phantom/truth.parquet").equals(pq.read_table(hot / "data/raw/phantom/truth.parquet"))
+        assert (cold / "data/raw/phantom/Videos" / name).read_bytes() == \
+            (hot / "data/raw/phantom/Videos" / name).read_bytes()
+    truth = "data/raw/phantom/truth.parquet"
+    assert pq.read_table(cold / truth).equals(pq.read_table(hot / truth))
 
     bad = _run([LFMCDM, "stage", "phantom", "--params", "missing.yaml"], hot, **env)
     plain = _run([LFMCDM, "stage", "phantom", "--params", "missing.yaml"], hot)
