@@ -58,4 +58,4 @@ def exit_now(status: object) -> NoReturn:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os._exit(code & 0xFF if code >= 0 else 1)
+    os._exit(code & 0xFF)  # as the OS reports Python's own exit: sys.exit(-1) -> 255

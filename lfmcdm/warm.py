@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 ENV = "LFMCDM_WARM_START"  # "1" / "true" / "yes" / "on": `lfmcdm stage` runs in a warm worker
@@ -54,8 +55,7 @@ PREIMPORTS = (
     "pandas", "matplotlib",
 )
 # Environment variables that differ between the commands of one `dvc repro` (DVC_STAGE names each stage)
-# and that no import reads: they do not name the server
-# (and tracking.PIPELINE_ENV, which the caller sets)
+# and that no import reads, so they do not name the server; tracking.PIPELINE_ENV (set by the caller) neither
 VOLATILE_ENV = ("_", "PWD", "OLDPWD", "SHLVL")
 VOLATILE_ENV_PREFIX = "DVC_"
 
@@ -64,7 +64,7 @@ class Unavailable(RuntimeError):
     """Warm start cannot serve this command (it then runs in-process)."""
 
 
-def wanted(argv: list[str], environ: os._Environ | dict = os.environ) -> bool:
+def wanted(argv: list[str], environ: Mapping[str, str] = os.environ) -> bool:
     """Warm start is asked for, and possible: a ``stage`` command, outside a distributed launch."""
     on = environ.get(ENV, "").strip().lower() in ("1", "true", "yes", "on")
     return (on and argv[1:2] == ["stage"] and "RANK" not in environ and hasattr(socket, "AF_UNIX")
