@@ -9,13 +9,16 @@ export PATH := $(BIN):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: demo test install lock clean-venv mlflow-ui clean-outputs
 
 # The lock is resolved for CPython $(LOCK_PYTHON) on Linux x86_64 with the CPU build of torch 2.13.0.
-# uv (itself pinned in the lock, installed first by pip with its hashes) installs the lock: ~35 s
-# against pip's ~105 s. --compile-bytecode as pip does: with PYTHONDONTWRITEBYTECODE set (as on CI),
-# a venv without .pyc files recompiles torch/diffusers/mlflow in every stage process (~8 s each).
+# uv (itself pinned in the lock, installed first by pip with its hashes) installs the lock in ~8 s
+# against pip's ~105 s. No bytecode is compiled at install (compiling all 22,000 modules took 35 s, most
+# of them never imported): Python writes each module's .pyc into .venv the first time it is imported,
+# and every later process reuses it. That needs PYTHONDONTWRITEBYTECODE off in make's commands (it is
+# set on some machines, CI among them: every stage process would then recompile torch, ~8 s each).
 # `uv pip sync` removes whatever the lock does not name, so an old .venv ends up exactly like a new
 # one. uv reads no pip.conf: a local wheel folder (PIP_FIND_LINKS, e.g. the CPU torch wheel) is passed on.
 UV_FIND_LINKS := $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
@@ -25,7 +28,7 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 		f"$(LOCK) is for Python $(LOCK_PYTHON), .venv has {v}: make clean-venv, then PYTHON=python$(LOCK_PYTHON) make ...")'
 	awk '/^uv==/ {on = 1} on {print} on && !/\\$$/ {exit}' $(LOCK) > $(VENV)/uv-requirement.txt
 	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(VENV)/uv-requirement.txt
-	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes --compile-bytecode $(UV_FIND_LINKS) $(LOCK)
+	$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes $(UV_FIND_LINKS) $(LOCK)
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --no-build-isolation -e .
 	$(BIN)/uv pip check -q --python $(BIN)/python
 	touch $@
