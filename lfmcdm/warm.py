@@ -3,10 +3,10 @@
 Why: a stage process spends 5-10 s importing torch, diffusers, accelerate, MLflow and Great Expectations
 before it does any work, and ``dvc repro`` starts eleven of them (docs/benchmarks.md, "Warm start"). With
 ``LFMCDM_WARM_START=1`` (``make demo`` sets it) the first stage command starts a server that imports them
-once; every stage command then connects to it over a Unix socket, hands over its arguments, working
-folder, environment and its stdin/stdout/stderr, and the server forks a worker that runs the command
-exactly as the ``lfmcdm`` command would. The command's output, exit status and Ctrl-C behave as without
-warm start; DVC sees no difference.
+once (the first command does not wait for them: see :func:`_serve`); every stage command then connects
+to it over a Unix socket, hands over its arguments, working folder, environment and its stdin/stdout/stderr,
+and the server forks a worker that runs the command exactly as the ``lfmcdm`` command would. The command's
+output, exit status and Ctrl-C behave as without warm start; DVC sees no difference.
 
 What keeps a worker the same as a fresh process:
 
@@ -41,7 +41,7 @@ from pathlib import Path
 ENV = "LFMCDM_WARM_START"  # "1" / "true" / "yes" / "on": `lfmcdm stage` runs in a warm worker
 IDLE_ENV = "LFMCDM_WARM_IDLE_S"
 IDLE_S = 30.0  # server lifetime with nothing running: covers DVC's gaps between stages (~1-2 s)
-START_TIMEOUT_S = 180.0  # the server's imports take ~9 s on 2 cores; a loaded machine may take much longer
+START_TIMEOUT_S = 180.0  # the server listens ~0.1 s after it starts (imports come later); a loaded machine is slower
 POLL_S = 0.05  # how often a caller retries the socket while the server starts
 SUPERVISE_POLL_S = 0.2  # how often a supervisor checks its worker and its caller
 KILL_GRACE_S = 10.0  # a worker whose caller vanished gets SIGTERM, then SIGKILL after this
@@ -232,41 +232,45 @@ def main(path: str) -> None:
     _run(request, fds)
 
 
-def _preimport() -> None:
-    for name in PREIMPORTS:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            print(f"lfmcdm warm start: {name} not imported ({exc})", file=sys.stderr)
+def _preimport(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        print(f"lfmcdm warm start: {name} not imported ({exc})", file=sys.stderr)
 
 
 def _serve(path: Path) -> socket.socket | None:
     """Accept callers, one forked supervisor each; the connection in a supervisor, None when idle.
 
-    Leaving is race-free: the socket's path goes first (a new caller then starts a new server), then
-    whoever connected in the meantime is still served.
+    The socket listens before the imports, which go one module at a time with a look for callers in
+    between: the first command (the pipeline's first stage) starts at once, imports what it needs itself,
+    and runs on one core while the server imports on the other (the imports took 25 s in a new venv,
+    bytecode compiled on the way; the first stage waited for all of them). Leaving is race-free: the
+    socket's path goes first (a new caller then starts a new server), then whoever connected in the
+    meantime is still served.
     """
-    _preimport()
     idle = float(os.environ.get(IDLE_ENV, IDLE_S))
+    pending = list(PREIMPORTS)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     os.chmod(path, 0o600)  # this user's commands only (the caller checks the server's user too)
     server.listen()
-    server.settimeout(1.0)
     inode, children, last, leaving = os.stat(path).st_ino, set(), time.monotonic(), False
     while True:
         children = {pid for pid in children if os.waitpid(pid, os.WNOHANG) == (0, 0)}
-        if children:
+        if children or pending:
             last = time.monotonic()
         elif not leaving and time.monotonic() - last >= idle:
             leaving = True
             _release(path, inode)
-            server.setblocking(False)
+        server.settimeout(0.0 if pending or leaving else 1.0)
         try:
             conn, _ = server.accept()
         except (TimeoutError, BlockingIOError):
             if leaving:
                 break
+            if pending:
+                _preimport(pending.pop(0))
             continue
         if _peer_uid(conn) != os.getuid():
             conn.close()
