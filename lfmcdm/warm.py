@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 import os
 import select
 import signal
@@ -77,6 +78,7 @@ def run_client(argv: list[str]) -> int | None:
     """Run ``argv`` in a warm worker; its exit status, or None when warm start is unavailable."""
     request = _request(argv)
     try:
+        idle_seconds(request["env"])  # a bad value is said here, not in the server's log
         path = socket_path(request)
         sock = _connect_or_start(path)
     except (OSError, Unavailable) as exc:
@@ -93,6 +95,20 @@ def run_client(argv: list[str]) -> int | None:
             print("lfmcdm: the warm-start server did not take the command; running in this process", file=sys.stderr)
             return None
         return _await(reader, int(line.split()[1]))
+
+
+def idle_seconds(environ: Mapping[str, str]) -> float:
+    """The server's idle lifetime: ``LFMCDM_WARM_IDLE_S`` seconds (unset or empty: :data:`IDLE_S`)."""
+    raw = environ.get(IDLE_ENV, "").strip()
+    if not raw:
+        return IDLE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise Unavailable(f"{IDLE_ENV}={raw!r} is not a number of seconds above 0")
+    return value
 
 
 def _request(argv: list[str]) -> dict:
@@ -249,7 +265,7 @@ def _serve(path: Path) -> socket.socket | None:
     socket's path goes first (a new caller then starts a new server), then whoever connected in the
     meantime is still served.
     """
-    idle = float(os.environ.get(IDLE_ENV, IDLE_S))
+    idle = idle_seconds(os.environ)
     pending = list(PREIMPORTS)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))

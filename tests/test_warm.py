@@ -41,6 +41,21 @@ def test_warm_is_asked_for_per_command():
     assert not warm.wanted(["lfmcdm", "stage", "ingest"], {**on, "RANK": "0"})  # accelerate launch: never
 
 
+def test_a_bad_idle_time_is_named_and_the_command_runs_in_process(tmp_path):
+    assert warm.idle_seconds({}) == warm.idle_seconds({warm.IDLE_ENV: " "}) == warm.IDLE_S
+    assert warm.idle_seconds({warm.IDLE_ENV: "2.5"}) == 2.5
+    for bad in ("soon", "0", "-1", "nan", "inf"):
+        with pytest.raises(warm.Unavailable, match=f"{warm.IDLE_ENV}='{bad}' is not a number of seconds"):
+            warm.idle_seconds({warm.IDLE_ENV: bad})
+    project = make_project(tmp_path)
+    before = _sockets()
+    env = {warm.ENV: "1", warm.IDLE_ENV: "soon"}
+    run = _run([LFMCDM, "stage", "phantom", "--params", "missing.yaml"], project, **env)
+    assert run.returncode == 2 and "missing.yaml" in run.stderr  # the command ran, in this process
+    assert "(LFMCDM_WARM_IDLE_S='soon' is not a number of seconds above 0); running in this process" in run.stderr
+    assert _sockets() == before  # no server was started
+
+
 def test_server_is_named_by_everything_that_shapes_an_import(tmp_path):
     base = warm.socket_path(_request(tmp_path))
     # what changes from one stage of a `dvc repro` to the next does not need a new server...
