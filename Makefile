@@ -14,11 +14,12 @@ unexport PYTHONDONTWRITEBYTECODE
 .PHONY: demo test install lock clean-venv mlflow-ui clean-outputs
 
 # The lock is resolved for CPython $(LOCK_PYTHON) on Linux x86_64 with the CPU build of torch 2.13.0.
-# uv (itself pinned in the lock, installed first by pip with its hashes) installs the lock in ~8 s
-# against pip's ~105 s. No bytecode is compiled at install (compiling all 22,000 modules took 35 s, most
-# of them never imported): Python writes each module's .pyc into .venv the first time it is imported,
-# and every later process reuses it. That needs PYTHONDONTWRITEBYTECODE off in make's commands (it is
-# set on some machines, CI among them: every stage process would then recompile torch, ~8 s each).
+# uv (itself pinned in the lock, installed first by pip with its hashes) installs the lock: the whole
+# install takes ~14 s (pip took ~105 s, compiling all bytecode). No bytecode is compiled at install
+# (compiling all 22,000 modules took 35 s, most of them never imported): Python writes each module's
+# .pyc into .venv the first time it is imported, and every later process reuses it. That needs
+# PYTHONDONTWRITEBYTECODE off in make's commands (it is set on some machines, CI among them: every
+# stage process would then recompile torch, ~8 s each).
 # `uv pip sync` removes whatever the lock does not name, so an old .venv ends up exactly like a new
 # one. uv reads no pip.conf: a local wheel folder (PIP_FIND_LINKS, e.g. the CPU torch wheel) is passed on.
 UV_FIND_LINKS := $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))

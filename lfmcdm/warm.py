@@ -240,7 +240,7 @@ def _await(reader, worker: int) -> int:
 # --- the server ------------------------------------------------------------------------------------------
 
 def main(path: str) -> None:
-    """The server process: import, then serve until idle. Forked supervisors and workers come back here."""
+    """The server process: serve until idle, importing between callers. Supervisors and workers return here."""
     conn = _serve(Path(path))
     if conn is None:
         return
