@@ -81,14 +81,25 @@ def resume(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any | None = None,
     map_location: str | torch.device = "cpu",
+    max_step: int | None = None,
 ) -> dict[str, Any] | None:
     """The one resume rule of every training loop (ReID, MAFE, VAE, MCDM): restore the checkpoint in
     ``directory`` only when it was written for the same ``fingerprint`` (settings, seed, data); else
-    None and the caller starts afresh, so a changed config retrains instead of silently continuing."""
+    None and the caller starts afresh, so a changed config retrains instead of silently continuing.
+
+    ``max_step``: the run's length, for loops whose fingerprint leaves it out (raising it continues a
+    finished run). A checkpoint past it belongs to a longer run; resuming it would hand back more
+    training than the settings ask for, so the run starts afresh.
+    """
     state_file = Path(directory) / STATE_FILE
     if not state_file.exists():
         return None
-    if json.loads(state_file.read_text()).get("fingerprint") != fingerprint:
+    saved = json.loads(state_file.read_text())
+    if saved.get("fingerprint") != fingerprint:
         print(f"{what}: checkpoint in {directory} is for other settings or data; starting afresh")
+        return None
+    if max_step is not None and int(saved.get("step", 0)) > max_step:
+        print(f"{what}: checkpoint in {directory} is at step {saved['step']}, past this run's {max_step} steps; "
+              f"starting afresh")
         return None
     return load_checkpoint(directory, modules, optimizer, scheduler, map_location)

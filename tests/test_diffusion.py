@@ -176,6 +176,20 @@ def test_resume_after_kill_continues_from_the_checkpoint_and_matches(tmp_path):
     assert (again.start_step, again.end_step) == (4, 4)  # finished: nothing to redo
 
 
+def test_a_checkpoint_past_a_shorter_run_is_not_resumed(tmp_path):
+    """Lowering ``steps`` retrains: the 4-step checkpoint must not come back as a "finished" 2-step model."""
+    data = _latent_videos(tmp_path / "lat", [30, 40, 25])
+    train = tiny_params(train={"device": "cpu"}).train
+    run = lambda steps, ck: train_mcdm(_unet_cfg(steps=steps, checkpoint_every=2), train, data, tmp_path / ck,  # noqa: E731
+                                       seed=3, latent_channels=4, latent_size=8, progress=False)
+    run(4, "ck")
+    shorter = run(2, "ck")
+    assert (shorter.start_step, shorter.end_step) == (0, 2)
+    straight = run(2, "ck2")
+    for a, b in zip(shorter.model.state_dict().values(), straight.model.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
 def _random_frames(root: Path, seed: int) -> FrameSource:
     """Three 6-frame 32 px random clips, for VAE training tests."""
     layout = Layout(root)

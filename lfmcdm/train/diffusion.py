@@ -113,7 +113,8 @@ RESUME_FREE = {"steps", "checkpoint_every", "log_every", "val_videos", "val_time
 def run_settings(cfg: DiffusionConfig, latent_channels: int, latent_size: int, motion_dim: int, seed: int,
                  data_key: str) -> dict:
     """What a checkpoint must match to be resumed: everything that shapes training except its length
-    (raising ``steps`` continues a finished run) and logging/evaluation knobs; plus the data."""
+    (raising ``steps`` continues a finished run; lowering it trains afresh) and logging/evaluation knobs;
+    plus the data."""
     return {"cfg": cfg.model_dump(exclude=RESUME_FREE), "latent": [latent_channels, latent_size],
             "motion_dim": motion_dim, "seed": seed, "data": data_key}
 
@@ -153,7 +154,8 @@ def train_mcdm(cfg: DiffusionConfig, train_cfg: TrainConfig, data: LatentWindows
                              num_warmup_steps=cfg.warmup_steps * accelerator.num_processes)
     ema_model = copy.deepcopy(model)
     key = fingerprint(run_settings(cfg, latent_channels, latent_size, data.motions.shape[1], seed, data_key))
-    state = resume(checkpoint_dir, key, "train_diffusion", {"model": model, "ema": ema_model}, optimizer, lr_sched)
+    state = resume(checkpoint_dir, key, "train_diffusion", {"model": model, "ema": ema_model}, optimizer, lr_sched,
+                   max_step=cfg.steps)
     ema = make_ema(ema_model, cfg, int(state["ema_step"]) if state else 0)
     noise_sched = make_noise_scheduler(cfg)
     model, optimizer, lr_sched = accelerator.prepare(model, optimizer, lr_sched)

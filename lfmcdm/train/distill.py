@@ -15,7 +15,8 @@ that ``LCMScheduler.step`` applies at sampling time. The student is conditional 
 guidance is baked in), so sampling it costs one UNet call per step where the teacher costs two.
 
 Runs under ``accelerate`` like the MCDM trainer: step-seeded RNG per process, rank 0 checkpoints, and
-:func:`lfmcdm.checkpoint.resume`'s fingerprint rule (raising ``steps`` continues a finished run).
+:func:`lfmcdm.checkpoint.resume`'s fingerprint rule (raising ``steps`` continues a finished run; lowering it
+trains afresh).
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def distill_mcdm(cfg: DistillConfig, train_cfg: TrainConfig, teacher: MCDM, nois
                              num_warmup_steps=cfg.warmup_steps * accelerator.num_processes)
     key = fingerprint(run_settings(cfg, seed, teacher_key, data_key))
     state = resume(checkpoint_dir, key, "distill", {"student": student, "target": target}, optimizer, lr_sched,
-                   map_location=accelerator.device)
+                   map_location=accelerator.device, max_step=cfg.steps)
     noise_sched = DDPMScheduler.from_config(noise_config)
     grid = DDIMGrid(noise_sched.alphas_cumprod, noise_sched.config.num_train_timesteps, cfg.ddim_timesteps)
     student, optimizer, lr_sched = accelerator.prepare(student.train(), optimizer, lr_sched)

@@ -103,7 +103,8 @@ RESUME_FREE = {"steps", "checkpoint_every", "log_every", "val_frames", "scale_fr
 
 def run_settings(cfg: VaeConfig, frame_size: int, seed: int, data_key: str) -> dict:
     """What a checkpoint must match to be resumed: everything that shapes training except its length
-    (raising ``steps`` continues a finished run) and logging/evaluation knobs; plus the data."""
+    (raising ``steps`` continues a finished run; lowering it trains afresh) and logging/evaluation knobs;
+    plus the data."""
     return {"cfg": cfg.model_dump(exclude=RESUME_FREE), "frame_size": frame_size, "seed": seed, "data": data_key}
 
 
@@ -122,7 +123,7 @@ def train_vae(cfg: VaeConfig, train_cfg: TrainConfig, source: FrameSource, check
     lr_sched = get_scheduler("cosine", optimizer, num_warmup_steps=cfg.warmup_steps * n,
                              num_training_steps=cfg.steps * n)
     key = fingerprint(run_settings(cfg, frame_size, seed, data_key))
-    state = resume(checkpoint_dir, key, "train_vae", {"vae": vae}, optimizer, lr_sched)
+    state = resume(checkpoint_dir, key, "train_vae", {"vae": vae}, optimizer, lr_sched, max_step=cfg.steps)
     fmt = memory_format(train_cfg.channels_last)
     model, optimizer, lr_sched = accelerator.prepare(ReconWithKL(vae).to(memory_format=fmt), optimizer, lr_sched)
     model.train()
