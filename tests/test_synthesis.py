@@ -74,6 +74,23 @@ def test_killed_synthesis_resumes_without_duplicates(dvc_project_copy):
     assert not list(cohort.rglob("*.tmp"))
 
 
+def test_shards_in_two_threads_make_the_same_cohort_as_one(dvc_project_copy):
+    """Shards run side by side in threads (synthesis.workers) share the loaded models: nothing a shard
+    draws may depend on another's progress, so the cohort is byte for byte the one a single thread makes."""
+    root = dvc_project_copy
+    made = []
+    for workers in (1, 2):
+        params = _params_file(root, f"threads{workers}", cohort="threads", n_videos=4, shard_size=1, workers=workers)
+        shutil.rmtree(root / "checkpoints/synthesize/threads", ignore_errors=True)
+        shutil.rmtree(root / "data/synthetic/threads", ignore_errors=True)
+        run_ok([sys.executable, "-m", "lfmcdm.cli", "stage", "synthesize", "--params", params, "--no-progress"], root)
+        cohort = root / "data/synthetic/threads"
+        videos = {p.name: p.read_bytes() for p in sorted((cohort / "Videos").iterdir())}
+        made.append((_comparable(pq.read_table(cohort / "manifest.parquet")), videos))
+    assert len(made[0][0]) == 4 and made[0][1]
+    assert made[0] == made[1]
+
+
 def test_privacy_filter_rejects_a_copied_training_video(dvc_project):
     layout = Layout(dvc_project)
     params = load_params(dvc_project / "params.yaml")

@@ -49,7 +49,8 @@ class SynthesisConfig(Section):
     source_licence: str | None = Field(None, description="licence terms of the source data for the data card; "
                                        "None = by source (the phantom, or EchoNet-Dynamic's Research Use Agreement)")
     splits: CohortSplits = CohortSplits()
-    workers: int = Field(1, gt=0, description="shards processed at once (threads) by the stage")
+    workers: int = Field(2, gt=0, description="shards processed at once (threads) by the stage; each video depends "
+                         "only on its own seed, so any number gives the same cohort")
     dask_address: str | None = None  # Prefect cohort flow: scheduler address of a Dask cluster
     shard_retries: int = Field(2, ge=0, description="Prefect cohort flow: retries of a failed shard (idempotent)")
 
