@@ -14,9 +14,10 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lfmcdm.config import TrackingConfig
+if TYPE_CHECKING:  # annotations only: `lfmcdm stage`'s warm-start client imports this module, not pydantic
+    from lfmcdm.config import TrackingConfig
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls from an offline pipeline
 
