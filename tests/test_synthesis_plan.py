@@ -35,6 +35,29 @@ def test_cross_plan_is_deterministic_and_respects_splits():
     assert plan_hash(a, {"steps": 25}) != plan_hash(a, {"steps": 50})
 
 
+def test_cross_plan_uses_every_donor_and_appearance_before_repeating_one():
+    """A cohort covers its donors' EF range: 48 draws with replacement from 40 donors left 9 unused
+    (docs/design.md, "Data contracts", the cohort)."""
+    videos = [{"file_name": f"T{i:02d}", "split": "TRAIN", "ef": 15.0 + i} for i in range(40)]
+    videos += [{"file_name": f"V{i:02d}", "split": "VAL", "ef": 50.0} for i in range(12)]
+    names = {v["file_name"] for v in videos}
+    plan = plan_cohort(SynthesisConfig(n_videos=48, strategy="cross"), videos, names, seed=3)
+    donors = [s.motion_source for s in plan]
+    appearances = [s.appearance_source for s in plan]
+    assert len(set(donors[:40])) == 40 and len(set(donors[40:])) == 8
+    assert all(len(set(appearances[k:k + 12])) == 12 for k in (0, 12, 24, 36))
+
+
+def test_a_donor_that_is_the_appearance_is_passed_over():
+    """Motion and appearance drawn from the same split: a sample never gets its own motion back."""
+    videos = [{"file_name": f"T{i}", "split": "TRAIN", "ef": 40.0 + i} for i in range(3)]
+    names = {v["file_name"] for v in videos}
+    cfg = SynthesisConfig(n_videos=30, strategy="cross", appearance_splits=["TRAIN"], motion_splits=["TRAIN"])
+    plan = plan_cohort(cfg, videos, names, seed=0)
+    assert all(s.appearance_source != s.motion_source for s in plan)
+    assert {s.motion_source for s in plan} == names
+
+
 def test_reconstruct_and_ef_targeted():
     videos = _videos()
     names = {v["file_name"] for v in videos}

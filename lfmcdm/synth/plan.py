@@ -61,6 +61,29 @@ def cohort_rng(cohort: str, seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, *words])
 
 
+class _Deck:
+    """Draws every video once, in a shuffled order, before any video is drawn again.
+
+    Why not independent draws: 48 draws with replacement from 40 donors used only 31 of them (one five
+    times), and the cohort's EF spread is its donors' (a low-EF donor left out is a range the cohort
+    never shows); a deck uses all 40 and repeats 8. Appearances likewise.
+    """
+
+    def __init__(self, videos: list[dict], rng: np.random.Generator) -> None:
+        self.videos, self.rng, self.order = videos, rng, []
+
+    def draw(self, avoid: str | None = None) -> dict:
+        """The next video of the deck, skipping ``avoid`` (a sample's own appearance) where another is left."""
+        pick = self._find(avoid)
+        if pick is None:  # the deck is empty, or holds only ``avoid``: shuffle in a fresh one
+            self.order += [self.videos[i] for i in self.rng.permutation(len(self.videos))]
+            pick = self._find(avoid)
+        return self.order.pop(0 if pick is None else pick)  # None: ``avoid`` is the only video there is
+
+    def _find(self, avoid: str | None) -> int | None:
+        return next((k for k, v in enumerate(self.order) if v["file_name"] != avoid), None)
+
+
 def plan_cohort(cfg: SynthesisConfig, videos: list[dict], motion_names: set[str], seed: int) -> list[SampleSpec]:
     """Pair appearances and motions by ``cfg.strategy``; ``videos`` are rows of videos.parquet."""
     rng = cohort_rng(cfg.cohort, seed)
@@ -79,14 +102,11 @@ def plan_cohort(cfg: SynthesisConfig, videos: list[dict], motion_names: set[str]
             f"(appearance splits {list(cfg.appearance_splits)}, motion splits {list(cfg.motion_splits)})"
         )
     splits = _pick_splits(cfg.n_videos, cfg, rng)
+    appearance_deck, donor_deck = _Deck(appearances, rng), _Deck(donors, rng)
     plan = []
     for i in range(cfg.n_videos):
-        appearance = appearances[i % len(appearances)] if cfg.strategy == "reconstruct" else appearances[rng.integers(len(appearances))]
-        if cfg.strategy == "reconstruct":
-            donor = appearance
-        else:
-            others = [d for d in donors if d["file_name"] != appearance["file_name"]] or donors
-            donor = others[rng.integers(len(others))]
+        appearance = appearances[i % len(appearances)] if cfg.strategy == "reconstruct" else appearance_deck.draw()
+        donor = appearance if cfg.strategy == "reconstruct" else donor_deck.draw(avoid=appearance["file_name"])
         plan.append(SampleSpec(
             sample_id=f"{cfg.cohort}-{i:06d}",
             appearance_source=appearance["file_name"],
