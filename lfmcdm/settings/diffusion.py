@@ -138,10 +138,10 @@ class DiffusionConfig(Section):
     timestep_shift: float = Field(
         3.0, gt=0, description="training timesteps t = T * s u / (1 + (s - 1) u), u ~ U(0, 1): 1 = uniform; > 1 "
                                "trains the high-noise steps, where a window's motion is decided, more often")
-    steps: int = Field(300, ge=1, description="optimiser steps")
+    steps: int = Field(250, ge=1, description="optimiser steps")
     batch_size: int = Field(4, ge=1, description="windows per step (per process)")
     grad_accum: int = Field(1, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1.5e-3, gt=0)
     warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)

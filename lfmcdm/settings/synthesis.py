@@ -23,7 +23,7 @@ class CohortSplits(SplitFractions):
 class SynthesisConfig(Section):
     # no dots: EchoNet's loader only appends ".avi" to FileNames without an extension (and drops the rest)
     cohort: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-    n_videos: int = Field(48, gt=0)
+    n_videos: int = Field(64, gt=0)
     strategy: Literal["reconstruct", "cross", "ef_targeted"] = "cross"
     # motion from TRAIN patients, appearance from held-out VAL patients; a row is raised to its sources' most
     # held-out split (lfmcdm.synth.plan.safe_split), so no held-out patient reaches synthetic TRAIN
