@@ -105,8 +105,11 @@ def plan_cohort(cfg: SynthesisConfig, videos: list[dict], motion_names: set[str]
     appearance_deck, donor_deck = _Deck(appearances, rng), _Deck(donors, rng)
     plan = []
     for i in range(cfg.n_videos):
-        appearance = appearances[i % len(appearances)] if cfg.strategy == "reconstruct" else appearance_deck.draw()
-        donor = appearance if cfg.strategy == "reconstruct" else donor_deck.draw(avoid=appearance["file_name"])
+        if cfg.strategy == "reconstruct":
+            appearance = donor = appearances[i % len(appearances)]
+        else:
+            appearance = appearance_deck.draw()
+            donor = donor_deck.draw(avoid=appearance["file_name"])
         plan.append(SampleSpec(
             sample_id=f"{cfg.cohort}-{i:06d}",
             appearance_source=appearance["file_name"],
